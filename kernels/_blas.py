@@ -1,0 +1,97 @@
+"""BLAS ``sgemm``/``dgemm`` called from Numba's threads, one tile of the output per thread.
+
+Why not ``numpy.matmul``: NumPy's OpenBLAS keeps its own thread pool, whose
+threads spin for a while after each product. On a machine with few cores they
+then compete with Numba's OpenMP threads for the same cores and every kernel
+that follows a GEMM runs several times slower. Here the product is split into
+row blocks inside a Numba ``prange`` and each block is one single-threaded BLAS
+call (SciPy's OpenBLAS, through ``scipy.linalg.cython_blas``), so a training step
+uses one thread pool only.
+
+BLAS is column-major (Fortran). A row-major matrix is, to BLAS, its transpose,
+so ``C = op(A) @ op(B)`` (row-major) is computed as ``C^T = op(B)^T @ op(A)^T``
+(column-major): the operands swap places and keep their transpose flags
+(Dongarra et al., 1990, "A set of level 3 basic linear algebra subprograms",
+ACM TOMS 16(1); the row-major convention as in CBLAS's ``cblas_sgemm``).
+"""
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import get_cython_function_address, intrinsic
+from threadpoolctl import ThreadpoolController
+
+__all__ = ["gemm", "SGEMM", "DGEMM"]
+
+# Addresses of the Fortran-style entry points (every argument a pointer). They are
+# passed to the compiled code as integers, not baked into it, so it can be cached.
+SGEMM = get_cython_function_address("scipy.linalg.cython_blas", "sgemm")
+DGEMM = get_cython_function_address("scipy.linalg.cython_blas", "dgemm")
+
+# SciPy's OpenBLAS runs single-threaded: the parallelism is Numba's (NumPy's own BLAS is untouched).
+for _lib in ThreadpoolController().lib_controllers:
+    if _lib.internal_api == "openblas" and "scipy.libs" in _lib.filepath.replace("\\", "/"):
+        _lib.set_num_threads(1)
+
+_N, _T = ord("N"), ord("T")
+
+
+@intrinsic
+def _call13(typingctx, address, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13):
+    """Call the C function at integer ``address`` with 13 integer-valued pointer arguments."""
+    sig = types.void(types.uintp, *([types.uintp] * 13))
+
+    def codegen(context, builder, signature, args):
+        byte_ptr = ir.PointerType(ir.IntType(8))
+        fnty = ir.FunctionType(ir.VoidType(), [byte_ptr] * 13)
+        fn = builder.inttoptr(args[0], fnty.as_pointer())
+        builder.call(fn, [builder.inttoptr(arg, byte_ptr) for arg in args[1:]])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(parallel=True, cache=True)
+def gemm(a, b, trans_a, trans_b, out, tasks, address):
+    """``out = op(a) @ op(b)`` for C-contiguous float32/float64 arrays, in ``tasks`` blocks.
+
+    Parameters
+    ----------
+    a : (M, K), or (K, M) with ``trans_a``
+    b : (K, N), or (N, K) with ``trans_b``
+    out : (M, N), written
+    tasks : int
+        Number of blocks (one BLAS call each), e.g. the number of threads. The
+        output is cut along its longer side, so each thread reads only its share
+        of the larger operand.
+    address : int
+        ``SGEMM`` for float32 arrays, ``DGEMM`` for float64.
+    """
+    m, n = out.shape
+    k = a.shape[0] if trans_a else a.shape[1]
+    size = out.itemsize
+    flags = np.empty(2, np.uint8)  # transa', transb': the column-major left operand is op(b)^T
+    flags[0], flags[1] = _T if trans_b else _N, _T if trans_a else _N
+    fixed = np.empty(4, np.int32)  # k', lda', ldb', ldc'
+    fixed[0], fixed[1], fixed[2], fixed[3] = k, b.shape[1], a.shape[1], n
+    scalars = np.empty(2, out.dtype)
+    scalars[0], scalars[1] = 1.0, 0.0  # alpha, beta
+    split_rows = m >= n
+    tasks = max(1, min(tasks, m if split_rows else n))
+    for t in prange(tasks):
+        whole = m if split_rows else n
+        lo, hi = t * whole // tasks, (t + 1) * whole // tasks
+        mn = np.empty(2, np.int32)  # m', n' of this block
+        a_start, b_start, c_start = a.ctypes.data, b.ctypes.data, out.ctypes.data
+        if split_rows:  # rows lo:hi of op(a) and of out
+            mn[0], mn[1] = n, hi - lo
+            a_start += (lo if trans_a else lo * a.shape[1]) * size
+            c_start += lo * n * size
+        else:  # columns lo:hi of op(b) and of out
+            mn[0], mn[1] = hi - lo, m
+            b_start += (lo * b.shape[1] if trans_b else lo) * size
+            c_start += lo * size
+        _call13(address, flags.ctypes.data, flags.ctypes.data + 1, mn.ctypes.data, mn.ctypes.data + 4,
+                fixed.ctypes.data, scalars.ctypes.data, b_start, fixed.ctypes.data + 4, a_start,
+                fixed.ctypes.data + 8, scalars.ctypes.data + size, c_start, fixed.ctypes.data + 12)

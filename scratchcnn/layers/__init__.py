@@ -1,0 +1,29 @@
+"""Layers: each computes its forward pass and its hand-derived backward pass.
+
+=================  ==========================================  =====================
+layer              forward                                     file
+=================  ==========================================  =====================
+``Conv2D``         im2col + GEMM + bias                        ``conv2d.py``
+``ReLU``           ``max(x, 0)``                               ``relu.py``
+``MaxPool2D``      window max, argmax kept for backward        ``maxpool2d.py``
+``Flatten``        (N, C, H, W) -> (N, C*H*W)                  ``flatten.py``
+``Dense``          ``x @ W + b``                               ``dense.py``
+``Dropout``        inverted dropout                            ``dropout.py``
+``BatchNorm2D/1D`` batch normalisation                         ``batchnorm.py``
+=================  ==========================================  =====================
+"""
+from scratchcnn.layers.base import Layer
+from scratchcnn.layers.batchnorm import BatchNorm1D, BatchNorm2D
+from scratchcnn.layers.conv2d import Conv2D
+from scratchcnn.layers.dense import Dense
+from scratchcnn.layers.dropout import Dropout
+from scratchcnn.layers.flatten import Flatten
+from scratchcnn.layers.maxpool2d import MaxPool2D
+from scratchcnn.layers.relu import ReLU
+
+__all__ = ["Layer", "Conv2D", "ReLU", "MaxPool2D", "Flatten", "Dense", "Dropout",
+           "BatchNorm2D", "BatchNorm1D", "LAYER_CLASSES"]
+
+# The only classes a saved model may name: loading never looks a class up by arbitrary name.
+LAYER_CLASSES = {cls.__name__: cls for cls in
+                 (Conv2D, ReLU, MaxPool2D, Flatten, Dense, Dropout, BatchNorm2D, BatchNorm1D)}

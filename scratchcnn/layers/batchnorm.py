@@ -1,0 +1,103 @@
+"""Batch normalisation over channels (NCHW) or features (N, F)."""
+from __future__ import annotations
+
+import numpy as np
+
+from scratchcnn.layers.base import Layer
+
+__all__ = ["BatchNorm2D", "BatchNorm1D"]
+
+
+class _BatchNorm(Layer):
+    """Shared code of BatchNorm1D and BatchNorm2D; see their docstrings."""
+
+    _rank = 0  # input rank: 4 for (N, C, H, W), 2 for (N, F)
+
+    def __init__(self, num_features, momentum=0.1, eps=1e-5):
+        super().__init__()
+        if not isinstance(num_features, (int, np.integer)) or num_features < 1:
+            raise ValueError(f"{type(self).__name__}: num_features must be a positive int, got {num_features!r}")
+        if not 0.0 < float(momentum) <= 1.0 or not float(eps) > 0.0:
+            raise ValueError(f"{type(self).__name__}: need 0 < momentum <= 1 and eps > 0, "
+                             f"got momentum={momentum!r}, eps={eps!r}")
+        self.num_features, self.momentum, self.eps = int(num_features), float(momentum), float(eps)
+        self.reset_parameters(None)
+
+    def reset_parameters(self, rng):
+        c = self.num_features
+        self._set_param("gamma", np.ones(c, np.float32))
+        self._set_param("beta", np.zeros(c, np.float32))
+        self.buffers["running_mean"] = self.K.asarray(np.zeros(c, np.float32))
+        self.buffers["running_var"] = self.K.asarray(np.ones(c, np.float32))
+
+    def get_config(self):
+        return {"num_features": self.num_features, "momentum": self.momentum, "eps": self.eps}
+
+    def flops(self, input_shape):
+        return 2 * int(np.prod(input_shape))
+
+    def forward(self, x, training=True):
+        self._check_input(x, self._rank, 1, self.num_features, "num_features")
+        out, x_hat, inv_std = self.K.batchnorm_forward(
+            x, self.params["gamma"], self.params["beta"], self.buffers["running_mean"],
+            self.buffers["running_var"], self.momentum, self.eps, training,
+            out=self._buffer("out", x.shape, x.dtype), x_hat=self._buffer("x_hat", x.shape, x.dtype),
+            inv_std=self._buffer("inv_std", (self.num_features,), x.dtype))
+        self._cache = {"x_hat": x_hat, "inv_std": inv_std}
+        return out
+
+    def backward(self, dout):
+        x_hat, inv_std = self._cache.pop("x_hat"), self._cache.pop("inv_std")
+        return self.K.batchnorm_backward(dout, x_hat, inv_std, self.params["gamma"],
+                                         self.grads["gamma"], self.grads["beta"],
+                                         out=self._buffer("dx", dout.shape, dout.dtype))
+
+
+class BatchNorm2D(_BatchNorm):
+    """Normalise each channel of an NCHW batch over (N, H, W), then scale and shift.
+
+    Parameters
+    ----------
+    num_features : int
+        Number of channels C.
+    momentum : float
+        Weight of the current batch in the running statistics (PyTorch's convention).
+    eps : float
+        Added to the variance before the square root.
+
+    Shapes
+    ------
+    x : (N, C, H, W) -> out : same; ``params["gamma"]``, ``params["beta"]``,
+    ``buffers["running_mean"]``, ``buffers["running_var"]`` : (C,).
+
+    Notes
+    -----
+    Training: ``x_hat = (x - mean_B) / sqrt(var_B + eps)``, ``out = gamma*x_hat + beta``,
+    with batch statistics; inference uses the running statistics instead.
+    ``dgamma = sum(dout*x_hat)``, ``dbeta = sum(dout)``,
+    ``dx = gamma/(M*sqrt(var_B + eps)) * (M*dout - dbeta - x_hat*dgamma)``, M = N*H*W
+    (Ioffe & Szegedy, 2015, ICML, Algorithm 1 and Section 3).
+    """
+
+    _rank = 4
+
+    def output_shape(self, input_shape):
+        if len(input_shape) != 3 or input_shape[0] != self.num_features:
+            raise ValueError(f"BatchNorm2D({self.num_features}) needs (C={self.num_features}, H, W) "
+                             f"per sample, got {tuple(input_shape)}")
+        return tuple(input_shape)
+
+
+class BatchNorm1D(_BatchNorm):
+    """Normalise each feature of an (N, F) batch over N, then scale and shift.
+
+    As ``BatchNorm2D`` with M = N; ``x : (N, F) -> out : (N, F)``.
+    """
+
+    _rank = 2
+
+    def output_shape(self, input_shape):
+        if tuple(input_shape) != (self.num_features,):
+            raise ValueError(f"BatchNorm1D({self.num_features}) needs ({self.num_features},) per sample, "
+                             f"got {tuple(input_shape)}")
+        return tuple(input_shape)

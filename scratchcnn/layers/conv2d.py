@@ -1,0 +1,136 @@
+"""2-D convolution computed as im2col + one GEMM."""
+from __future__ import annotations
+
+import numpy as np
+
+from kernels._api import conv_output_size
+from scratchcnn.init import initial_weights
+from scratchcnn.layers.base import Layer
+
+__all__ = ["Conv2D"]
+
+
+def _pair(value, what: str) -> tuple[int, int]:
+    """``3 -> (3, 3)``; ``(3, 5) -> (3, 5)``; raise ValueError unless positive integers."""
+    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and v >= 1 for v in pair):
+        raise ValueError(f"{what} must be a positive int or a pair of them, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+class Conv2D(Layer):
+    """Cross-correlation of an NCHW batch with ``out_channels`` learned filters, plus a bias.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    kernel_size : int or (int, int)
+        Filter height and width (pixels).
+    stride : int
+        Step between windows (pixels), the same along H and W.
+    padding : int
+        Zeros added on each border (pixels).
+    init : {"he", "glorot"}
+        Weight initialisation (``scratchcnn.init``); biases start at zero.
+    rng : numpy.random.Generator, optional
+        Source of the initial weights (a fresh unseeded one if omitted).
+
+    Shapes
+    ------
+    x : (N, C_in, H, W) -> out : (N, C_out, H_out, W_out),
+    ``H_out = (H + 2*padding - kH)//stride + 1``; ``params["W"]`` : (C_out, C_in, kH, kW),
+    ``params["b"]`` : (C_out,).
+
+    Notes
+    -----
+    Forward: ``cols = im2col(x)`` (C_in*kH*kW, N*H_out*W_out), ``y = W_cols @ cols + b``
+    with ``W_cols = W.reshape(C_out, -1)``.
+    Backward, with ``dout_cm`` the upstream gradient reordered to (C_out, N*H_out*W_out):
+    ``db = sum(dout)`` over N, H, W; ``dW = dout_cm @ cols.T``;
+    ``dx = col2im(W_cols.T @ dout_cm)`` (Chellapilla et al., 2006; CS231n notes, "Convolutional
+    Neural Networks", implementation as matrix multiplication).
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 init="he", rng=None):
+        super().__init__()
+        for value, what in ((in_channels, "in_channels"), (out_channels, "out_channels"),
+                            (stride, "stride")):
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"Conv2D: {what} must be a positive int, got {value!r}")
+        if not isinstance(padding, (int, np.integer)) or padding < 0:
+            raise ValueError(f"Conv2D: padding must be a non-negative int, got {padding!r}")
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.kernel_size = _pair(kernel_size, "Conv2D: kernel_size")
+        self.stride, self.padding, self.init = int(stride), int(padding), init
+        self.reset_parameters(rng or np.random.default_rng())
+
+    def reset_parameters(self, rng):
+        kh, kw = self.kernel_size
+        shape = (self.out_channels, self.in_channels, kh, kw)
+        fan_in, fan_out = self.in_channels * kh * kw, self.out_channels * kh * kw
+        self._set_param("W", initial_weights(self.init, shape, fan_in, fan_out, rng))
+        self._set_param("b", np.zeros(self.out_channels, np.float32))
+
+    def output_shape(self, input_shape):
+        _, h, w = input_shape
+        kh, kw = self.kernel_size
+        return (self.out_channels, conv_output_size(h, kh, self.stride, self.padding),
+                conv_output_size(w, kw, self.stride, self.padding))
+
+    def flops(self, input_shape):
+        c_out, h_out, w_out = self.output_shape(input_shape)
+        kh, kw = self.kernel_size
+        return 2 * c_out * h_out * w_out * self.in_channels * kh * kw
+
+    def get_config(self):
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
+                "kernel_size": list(self.kernel_size), "stride": self.stride,
+                "padding": self.padding, "init": self.init}
+
+    def forward(self, x, training=True):
+        y, (n, c_out, h_out, w_out) = self.gemm_forward(x)
+        out = self.K.bias_add_nchw(y, self.params["b"], n,
+                                   out=self._buffer("out", (n, c_out, h_out * w_out), x.dtype))
+        return out.reshape(n, c_out, h_out, w_out)
+
+    def backward(self, dout):
+        _, dout_cm = self.K.bias_grad_nchw(
+            dout, db=self.grads["b"],
+            dout_cm=self._buffer("dout_cm", (self.out_channels, dout.size // self.out_channels), dout.dtype))
+        return self.gemm_backward(dout_cm)
+
+    def gemm_forward(self, x):
+        """im2col and the GEMM, without the bias: x (N, C_in, H, W) -> y (C_out, N*H_out*W_out).
+
+        Returns ``y`` (channel-major, as the GEMM leaves it) and the output shape
+        (N, C_out, H_out, W_out). ``forward`` adds the bias and reorders to NCHW;
+        the fused Conv-ReLU-Pool step reads ``y`` directly.
+        """
+        K, (kh, kw) = self.K, self.kernel_size
+        self._check_input(x, 4, 1, self.in_channels, "in_channels")
+        n = x.shape[0]
+        c_out, h_out, w_out = self.output_shape(x.shape[1:])
+        p = h_out * w_out
+        cols = K.im2col(x, kh, kw, self.stride, self.padding,
+                        out=self._buffer("cols", (self.in_channels * kh * kw, n * p), x.dtype))
+        y = K.gemm(self.params["W"].reshape(c_out, -1), cols, out=self._buffer("y", (c_out, n * p), x.dtype))
+        self._cache = {"cols": cols, "x_shape": tuple(x.shape)}
+        return y, (n, c_out, h_out, w_out)
+
+    def gemm_backward(self, dout_cm):
+        """Weight and input gradients from the channel-major output gradient dout_cm (C_out, N*H_out*W_out).
+
+        Fills ``grads["W"]`` and returns dx (N, C_in, H, W), or None when
+        ``requires_input_grad`` is off. ``grads["b"]`` is the caller's to fill.
+        """
+        K, (kh, kw) = self.K, self.kernel_size
+        cols, x_shape = self._cache.pop("cols"), self._cache.pop("x_shape")
+        c_out = self.out_channels
+        K.gemm(dout_cm, cols, trans_b=True, out=self.grads["W"].reshape(c_out, -1))
+        if not self.requires_input_grad:
+            return None
+        # cols is spent once dW is known, so its memory takes dcols.
+        dcols = K.gemm(self.params["W"].reshape(c_out, -1), dout_cm, trans_a=True, out=cols)
+        return K.col2im(dcols, x_shape, kh, kw, self.stride, self.padding,
+                        out=self._buffer("dx", x_shape, dout_cm.dtype))

@@ -1,0 +1,73 @@
+"""Fully connected (dense, linear) layer."""
+from __future__ import annotations
+
+import numpy as np
+
+from scratchcnn.init import initial_weights
+from scratchcnn.layers.base import Layer
+
+__all__ = ["Dense"]
+
+
+class Dense(Layer):
+    """Affine map ``out = x @ W + b``.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+    init : {"he", "glorot"}
+        Weight initialisation; "glorot" suits a final layer that feeds a softmax.
+    rng : numpy.random.Generator, optional
+
+    Shapes
+    ------
+    x : (N, in_features) -> out : (N, out_features); ``params["W"]`` : (in_features,
+    out_features), ``params["b"]`` : (out_features,).
+
+    Notes
+    -----
+    ``dW = x.T @ dout``, ``db = sum_n dout``, ``dx = dout @ W.T``
+    (Goodfellow, Bengio & Courville, 2016, Deep Learning, Section 6.5.4, Algorithm 6.4).
+    """
+
+    def __init__(self, in_features, out_features, init="he", rng=None):
+        super().__init__()
+        for value, what in ((in_features, "in_features"), (out_features, "out_features")):
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"Dense: {what} must be a positive int, got {value!r}")
+        self.in_features, self.out_features, self.init = int(in_features), int(out_features), init
+        self.reset_parameters(rng or np.random.default_rng())
+
+    def reset_parameters(self, rng):
+        shape = (self.in_features, self.out_features)
+        self._set_param("W", initial_weights(self.init, shape, self.in_features, self.out_features, rng))
+        self._set_param("b", np.zeros(self.out_features, np.float32))
+
+    def output_shape(self, input_shape):
+        if tuple(input_shape) != (self.in_features,):
+            raise ValueError(f"Dense({self.in_features}, {self.out_features}) cannot take input of "
+                             f"shape {tuple(input_shape)} per sample; expected ({self.in_features},)")
+        return (self.out_features,)
+
+    def flops(self, input_shape):
+        return 2 * self.in_features * self.out_features
+
+    def get_config(self):
+        return {"in_features": self.in_features, "out_features": self.out_features, "init": self.init}
+
+    def forward(self, x, training=True):
+        K = self.K
+        self._check_input(x, 2, 1, self.in_features, "in_features")
+        out = K.gemm(x, self.params["W"], out=self._buffer("out", (x.shape[0], self.out_features), x.dtype))
+        K.bias_add(out, self.params["b"])
+        self._cache = {"x": x}
+        return out
+
+    def backward(self, dout):
+        K = self.K
+        x = self._cache.pop("x")
+        K.gemm(x, dout, trans_a=True, out=self.grads["W"])
+        K.bias_grad(dout, out=self.grads["b"])
+        if not self.requires_input_grad:
+            return None
+        return K.gemm(dout, self.params["W"], trans_b=True, out=self._buffer("dx", x.shape, dout.dtype))

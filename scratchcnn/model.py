@@ -1,0 +1,247 @@
+"""Sequential: a stack of layers run forward and backpropagated in reverse."""
+from __future__ import annotations
+
+import numpy as np
+
+import kernels
+from scratchcnn.layers import LAYER_CLASSES, Layer
+from scratchcnn.layers.fused import fuse_layers
+
+__all__ = ["Sequential"]
+
+
+class Sequential:
+    """Layers applied one after another, with Keras-style ``compile``/``fit``/``evaluate``/``predict``.
+
+    Parameters
+    ----------
+    layers : list of Layer
+    input_shape : tuple, optional
+        Shape of one sample, e.g. ``(1, 28, 28)``; needed by ``summary`` and checked by ``fit``.
+    seed : int, optional
+        Re-initialise every layer from ``numpy.random.default_rng(seed)``, in order,
+        so that the same seed gives the same initial weights on every backend.
+    backend : str, optional
+        Kernel backend ("numpy", "cpu", "cuda"); see ``kernels.get``.
+    fuse : bool, optional
+        Run each Conv2D-ReLU-MaxPool2D run as one fused step (same function, fewer
+        passes over memory; ``scratchcnn.layers.fused``). Default: on for the
+        compiled backends, off for "numpy" so the reference runs layer by layer.
+
+    Examples
+    --------
+    >>> from scratchcnn.layers import Conv2D, ReLU, MaxPool2D, Flatten, Dense
+    >>> model = Sequential([Conv2D(1, 8, 3), ReLU(), MaxPool2D(2), Flatten(), Dense(8*13*13, 10)],
+    ...                    input_shape=(1, 28, 28), seed=0, backend="numpy")
+    >>> model.forward(np.zeros((2, 1, 28, 28), np.float32)).shape
+    (2, 10)
+    """
+
+    def __init__(self, layers, input_shape=None, seed=None, backend=None, fuse=None):
+        self.layers: list[Layer] = list(layers)
+        if not self.layers or not all(isinstance(layer, Layer) for layer in self.layers):
+            raise ValueError("Sequential needs a non-empty list of Layer objects")
+        self.input_shape = tuple(int(s) for s in input_shape) if input_shape is not None else None
+        counts: dict[str, int] = {}
+        for layer in self.layers:
+            kind = type(layer).__name__.lower()
+            layer.name = f"{kind}_{counts.get(kind, 0)}"
+            counts[kind] = counts.get(kind, 0) + 1
+        self.fuse = fuse
+        self.K = kernels.get(backend)
+        self.to(self.K)
+        if seed is not None:
+            self.initialize(seed)
+        self.requires_input_grad = False
+        self.optimizer = None
+        self.loss = None
+
+    # -- construction ---------------------------------------------------------------
+    @property
+    def requires_input_grad(self) -> bool:
+        """Whether ``backward`` returns dL/d(input); off by default, as the input is data."""
+        return self.layers[0].requires_input_grad
+
+    @requires_input_grad.setter
+    def requires_input_grad(self, value: bool) -> None:
+        self.layers[0].requires_input_grad = bool(value)
+
+    def initialize(self, seed: int) -> "Sequential":
+        """Draw every layer's initial parameters, in order, from ``default_rng(seed)``."""
+        rng = np.random.default_rng(seed)
+        for layer in self.layers:
+            layer.reset_parameters(rng)
+        return self
+
+    def to(self, backend=None, dtype=None) -> "Sequential":
+        """Move every layer (and the optimizer and loss, once compiled) to ``backend``/``dtype``."""
+        self.K = kernels.get(backend) if backend is None or isinstance(backend, str) else backend
+        for layer in self.layers:
+            layer.to(self.K, dtype)
+        fuse = self.K.name != "numpy" if self.fuse is None else self.fuse
+        self._plan = fuse_layers(self.layers) if fuse else list(self.layers)
+        for part in (getattr(self, "optimizer", None), getattr(self, "loss", None)):
+            if part is not None:
+                part.K = self.K
+        return self
+
+    def compile(self, optimizer, loss) -> "Sequential":
+        """Attach the optimizer and loss used by ``fit``; both compute on this model's backend."""
+        if optimizer.state:
+            raise ValueError("compile: the optimizer already holds state for other parameters")
+        self.optimizer, self.loss = optimizer, loss
+        optimizer.K = loss.K = self.K
+        return self
+
+    # -- computation ----------------------------------------------------------------
+    def forward(self, x, training=True):
+        """Run every layer; x : (N, *input_shape) backend array -> logits (N, num_classes)."""
+        for step in self._plan:
+            x = step.forward(x, training)
+        return x
+
+    __call__ = forward
+
+    def backward(self, dout):
+        """Backpropagate dL/d(logits) through every layer in reverse, filling each layer's grads.
+
+        Returns dL/d(input) when ``requires_input_grad`` is set, else None.
+        """
+        for step in reversed(self._plan):
+            dout = step.backward(dout)
+        return dout
+
+    def parameters(self):
+        """Yield ``(key, param, grad)`` for every trainable array, keys like ``"conv2d_0.W"``."""
+        for layer in self.layers:
+            for key, param in layer.params.items():
+                yield f"{layer.name}.{key}", param, layer.grads[key]
+
+    def named_arrays(self) -> dict[str, np.ndarray]:
+        """Every parameter and buffer as a host array, keyed ``"<layer>.<name>"`` (for saving)."""
+        out = {}
+        for layer in self.layers:
+            for store in (layer.params, layer.buffers):
+                for key, value in store.items():
+                    out[f"{layer.name}.{key}"] = self.K.to_numpy(value)
+        return out
+
+    def load_named_arrays(self, arrays: dict) -> None:
+        """Copy host arrays into the parameters and buffers of the same names (shapes must match).
+
+        Raises
+        ------
+        ValueError
+            If a name is missing, unexpected, or has a different shape or dtype.
+        """
+        expected = self.named_arrays()
+        missing, extra = sorted(set(expected) - set(arrays)), sorted(set(arrays) - set(expected))
+        if missing or extra:
+            raise ValueError(f"arrays do not match the architecture: missing {missing}, unexpected {extra}")
+        for key, ref in expected.items():
+            got = arrays[key]
+            if got.shape != ref.shape or got.dtype != ref.dtype:
+                raise ValueError(f"array {key!r}: expected shape {ref.shape} {ref.dtype}, "
+                                 f"found {got.shape} {got.dtype}")
+        for layer in self.layers:
+            for store in (layer.params, layer.buffers):
+                for key in store:
+                    store[key] = self.K.asarray(np.array(arrays[f"{layer.name}.{key}"]))
+
+    def num_params(self) -> int:
+        """Number of trainable scalars."""
+        return sum(layer.num_params() for layer in self.layers)
+
+    # -- description ----------------------------------------------------------------
+    def get_config(self) -> dict:
+        """The architecture as JSON-able data: ``{"input_shape": [...], "layers": [{"class", "config"}]}``."""
+        return {"input_shape": list(self.input_shape) if self.input_shape else None,
+                "layers": [{"class": type(layer).__name__, "config": layer.get_config()}
+                           for layer in self.layers]}
+
+    @classmethod
+    def from_config(cls, config: dict, backend=None) -> "Sequential":
+        """Rebuild a model (fresh parameters) from ``get_config()`` output.
+
+        Raises
+        ------
+        ValueError
+            If a layer class is not one of scratchcnn's, or its arguments are invalid.
+        """
+        layers = []
+        for i, entry in enumerate(config.get("layers", [])):
+            cls_name = entry.get("class") if isinstance(entry, dict) else None
+            if cls_name not in LAYER_CLASSES:
+                raise ValueError(f"layer {i}: unknown class {cls_name!r}; expected one of {sorted(LAYER_CLASSES)}")
+            try:
+                layers.append(LAYER_CLASSES[cls_name](**entry.get("config", {})))
+            except TypeError as exc:
+                raise ValueError(f"layer {i} ({cls_name}): bad config {entry.get('config')!r}: {exc}") from None
+        return cls(layers, input_shape=config.get("input_shape"), backend=backend)
+
+    def output_shapes(self, input_shape=None) -> list[tuple]:
+        """Per-sample output shape of every layer, checking that the layers chain.
+
+        Raises
+        ------
+        ValueError
+            If no input shape is known or a layer cannot take its predecessor's output.
+        """
+        shape = tuple(input_shape or self.input_shape or ())
+        if not shape:
+            raise ValueError("input_shape is unknown: pass it to Sequential(...) or to this method")
+        shapes = []
+        for layer in self.layers:
+            shape = layer.output_shape(shape)
+            shapes.append(shape)
+        return shapes
+
+    def flops(self, input_shape=None) -> int:
+        """Forward-pass floating-point operations per image (multiply-add = 2)."""
+        shape = tuple(input_shape or self.input_shape)
+        total = 0
+        for layer, out_shape in zip(self.layers, self.output_shapes(shape)):
+            total += layer.flops(shape)
+            shape = out_shape
+        return total
+
+    def summary(self, input_shape=None) -> str:
+        """A table of layers: output shape, parameter count and forward FLOPs per image, with totals."""
+        shape = tuple(input_shape or self.input_shape or ())
+        out_shapes = self.output_shapes(shape)
+        rows = [("Layer (type)", "Output shape", "Params", "FLOPs/image")]
+        for layer, out_shape in zip(self.layers, out_shapes):
+            rows.append((f"{layer.name} ({type(layer).__name__})", str((None,) + out_shape),
+                         f"{layer.num_params():,}", f"{layer.flops(shape):,}"))
+            shape = out_shape
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        line = "-" * (sum(widths) + 6)
+        fmt = lambda r: f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]:>{widths[3]}}"
+        text = [fmt(rows[0]), line] + [fmt(r) for r in rows[1:]] + [line]
+        text.append(f"Total params: {self.num_params():,}")
+        text.append(f"Forward FLOPs per image: {self.flops(self.input_shape or input_shape):,} "
+                    f"(training step ~3x)")
+        text.append(f"Input shape: {(None,) + tuple(self.input_shape or input_shape)}; backend: {self.K.name}")
+        return "\n".join(text)
+
+    # -- Keras-style training API (implemented in scratchcnn.training) ----------------
+    def fit(self, x, y, **kwargs):
+        """Train; see ``scratchcnn.training.fit`` for the arguments. Returns the history dict."""
+        from scratchcnn.training import fit
+
+        return fit(self, x, y, **kwargs)
+
+    def evaluate(self, x, y, batch_size=256) -> tuple[float, float]:
+        """Mean loss and accuracy on (x, y); see ``scratchcnn.training.evaluate``."""
+        from scratchcnn.training import evaluate
+
+        return evaluate(self, x, y, batch_size=batch_size)
+
+    def predict(self, x, batch_size=256) -> np.ndarray:
+        """Class probabilities (N, num_classes) float32 on the host, in inference mode."""
+        from scratchcnn.training import predict_logits
+
+        logits = predict_logits(self, x, batch_size=batch_size).astype(np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+        return (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)

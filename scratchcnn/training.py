@@ -1,0 +1,304 @@
+"""The training loop: mini-batch gradient descent with validation, early stopping and resumable state."""
+from __future__ import annotations
+
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from scratchcnn.errors import ConfigError, TrainingDiverged
+from scratchcnn.losses import SoftmaxCrossEntropy
+from scratchcnn.schedules import learning_rate
+
+__all__ = ["TrainState", "Trainer", "fit", "evaluate", "predict_logits", "HISTORY_KEYS"]
+
+HISTORY_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds",
+                "images_per_second")
+
+
+@dataclass
+class TrainState:
+    """Where a run stands, everything a checkpoint needs besides weights and optimizer moments.
+
+    ``epoch`` epochs are complete and ``step`` steps of the next one (0 at an epoch
+    boundary); ``partial`` holds that epoch's ``[loss sum, correct, images, seconds]``
+    so far; ``best`` the best validation loss, its epoch and ``wait`` (epochs since).
+    """
+
+    epoch: int = 0
+    step: int = 0
+    partial: list = field(default_factory=lambda: [0.0, 0.0, 0, 0.0])
+    history: dict = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
+    best_val_loss: float = math.inf
+    best_epoch: int = 0
+    wait: int = 0
+    train_seconds: float = 0.0
+    train_images: int = 0
+    stopped_early: bool = False
+    interrupted: bool = False
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "TrainState":
+        state = cls()
+        for key, value in data.items():
+            if not hasattr(state, key):
+                raise ValueError(f"unknown training-state field {key!r}")
+            setattr(state, key, value)
+        return state
+
+
+def _batches(n: int, batch_size: int):
+    return range(0, n, batch_size)
+
+
+def evaluate(model, x, y, batch_size: int = 256) -> tuple[float, float]:
+    """Mean loss and accuracy of ``model`` on (x, y) in inference mode.
+
+    x : (N, C, H, W) float32 host array; y : (N,) int64. Returns ``(loss, accuracy)``
+    as floats (NaN for an empty set).
+    """
+    if len(y) == 0:
+        return math.nan, math.nan
+    K = model.K
+    loss_fn = model.loss if model.loss is not None else SoftmaxCrossEntropy()
+    loss_fn.K = K
+    starts = _batches(len(y), batch_size)
+    stats = K.zeros((len(starts), 2), np.float64)
+    for i, start in enumerate(starts):
+        xb = K.asarray(x[start:start + batch_size])
+        yb = K.asarray(y[start:start + batch_size])
+        loss_fn.forward(model.forward(xb, training=False), yb, stats=stats[i])
+    total = K.to_numpy(stats).sum(axis=0)
+    return float(total[0] / len(y)), float(total[1] / len(y))
+
+
+def predict_logits(model, x, batch_size: int = 256) -> np.ndarray:
+    """Logits (N, num_classes) float32 on the host for x (N, C, H, W), inference mode."""
+    K = model.K
+    parts = [np.array(K.to_numpy(model.forward(K.asarray(x[s:s + batch_size]), training=False)))
+             for s in _batches(len(x), batch_size)]
+    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+
+
+class Trainer:
+    """Runs epochs of mini-batch training on a compiled ``Sequential``.
+
+    Parameters
+    ----------
+    model : Sequential
+        Compiled (``model.compile(optimizer, loss)``).
+    batch_size : int
+        Images per step (the last batch of an epoch may be smaller).
+    seed : int
+        Seeds the epoch's shuffle (``default_rng([seed, epoch])``) and each batch's
+        augmentation (``default_rng([seed, epoch, step])``), so a run resumed from
+        any step boundary continues exactly as if uninterrupted.
+    base_lr : float, optional
+        Learning rate the schedule scales (default: the optimizer's ``lr``).
+    lr_schedule : {"constant", "step", "cosine"}
+    augment : callable, optional
+        ``augment(x_batch, rng) -> x_batch`` on the host (``scratchcnn.augment.Augment``).
+    early_stopping : int, optional
+        Patience: stop after this many epochs without a lower validation loss and
+        restore the best weights (Keras' ``EarlyStopping(restore_best_weights=True)``).
+    progress : bool
+        Show a tqdm bar per epoch with the running loss and accuracy.
+    on_epoch_end : callable, optional
+        ``on_epoch_end(trainer)`` after each epoch (the CLI writes checkpoints there).
+    on_best : callable, optional
+        ``on_best(trainer)`` when the validation loss improves (``--save-best``).
+    log : callable
+        Receives the one-line summary of each epoch.
+    """
+
+    def __init__(self, model, batch_size=64, seed=0, base_lr=None, lr_schedule="constant",
+                 augment=None, early_stopping=None, progress=True, on_epoch_end=None,
+                 on_best=None, log=print, state=None):
+        if model.optimizer is None or model.loss is None:
+            raise ConfigError("the model is not compiled: call model.compile(optimizer, loss) first")
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if early_stopping is not None and early_stopping < 1:
+            raise ConfigError(f"early_stopping patience must be >= 1, got {early_stopping}")
+        self.model, self.batch_size, self.seed = model, int(batch_size), int(seed)
+        self.base_lr = float(base_lr if base_lr is not None else model.optimizer.lr)
+        self.lr_schedule, self.augment, self.early_stopping = lr_schedule, augment, early_stopping
+        self.progress, self.on_epoch_end, self.on_best, self.log = progress, on_epoch_end, on_best, log
+        self.state = state or TrainState()
+        self.best_weights = None
+        self._stop_requested = False
+        learning_rate(lr_schedule, 1.0, 0, 0, 1, 1)  # fail now on an unknown schedule name
+
+    # -- interruption -------------------------------------------------------------------
+    def request_stop(self, *_):
+        """Ask the loop to stop at the next step boundary (the SIGINT handler)."""
+        self._stop_requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C interrupts at once
+
+    # -- the loop ------------------------------------------------------------------------
+    def fit(self, x, y, epochs: int, validation_data=None) -> dict:
+        """Train until ``epochs`` epochs are complete (counting any already done), or stopped.
+
+        Parameters
+        ----------
+        x : ndarray, float32, (N, C, H, W); y : ndarray, int64, (N,)
+        epochs : int
+        validation_data : (x_val, y_val), optional
+
+        Returns
+        -------
+        history : dict of lists, keys ``HISTORY_KEYS``, one entry per epoch.
+
+        Raises
+        ------
+        TrainingDiverged
+            When the loss becomes NaN or infinite; the weights are those before that batch.
+        ConfigError
+            When x and y do not match the model.
+        """
+        _check_xy(self.model, x, y)
+        if validation_data is not None and len(validation_data[1]) == 0:
+            validation_data = None
+        if self.early_stopping and validation_data is None:
+            raise ConfigError("early stopping needs a validation set (val_fraction > 0)")
+        previous = signal.getsignal(signal.SIGINT)
+        in_main = _in_main_thread()
+        if in_main:
+            signal.signal(signal.SIGINT, self.request_stop)
+        try:
+            while self.state.epoch < epochs and not self._stop_requested:
+                self._train_epoch(x, y, epochs)
+                if self._stop_requested:
+                    break
+                self._end_epoch(validation_data, epochs)
+                if self.state.stopped_early:
+                    break
+        finally:
+            if in_main:
+                signal.signal(signal.SIGINT, previous)
+        self.state.interrupted = self._stop_requested
+        return self.state.history
+
+    def _train_epoch(self, x, y, epochs):
+        model, K, st = self.model, self.model.K, self.state
+        n = len(y)
+        steps = math.ceil(n / self.batch_size)
+        order = np.random.default_rng([self.seed, st.epoch]).permutation(n)
+        stats = K.zeros((steps, 2), np.float64)
+        x_batch = np.empty((self.batch_size,) + x.shape[1:], x.dtype)
+        sync_every = 1 if K.name != "cuda" else 50  # a GPU reports only now and then
+        bar = tqdm(total=steps, initial=st.step, desc=f"epoch {st.epoch + 1}/{epochs}",
+                   disable=not self.progress, leave=False, unit="batch")
+        t0, images, synced = time.perf_counter(), 0, st.step
+        for step in range(st.step, steps):
+            if self._stop_requested:
+                break
+            idx = order[step * self.batch_size:(step + 1) * self.batch_size]
+            xb = np.take(x, idx, axis=0, out=x_batch[:len(idx)])
+            if self.augment is not None:
+                xb = self.augment(xb, np.random.default_rng([self.seed, st.epoch, step]))
+            model.optimizer.lr = learning_rate(self.lr_schedule, self.base_lr, st.epoch, step, steps, epochs)
+            self._train_step(K.asarray(xb), K.asarray(y[idx]), stats[step])
+            images += len(idx)
+            st.step = step + 1
+            if st.step - synced >= sync_every:
+                self._sync(stats, synced, st.step, bar, n)
+                synced = st.step
+        if synced < st.step:
+            self._sync(stats, synced, st.step, bar, n)
+        bar.close()
+        seconds = time.perf_counter() - t0
+        st.partial[2] += images
+        st.partial[3] += seconds
+        st.train_seconds += seconds
+        st.train_images += images
+
+    def _train_step(self, xb, yb, stats_row):
+        model = self.model
+        logits = model.forward(xb, training=True)
+        model.loss.forward(logits, yb, stats=stats_row)
+        model.backward(model.loss.backward())
+        model.optimizer.step(model.parameters())
+
+    def _sync(self, stats, start, stop, bar, n):
+        """Fold steps [start, stop) into the epoch totals; check the loss is finite; update the bar."""
+        st = self.state
+        rows = self.model.K.to_numpy(stats[start:stop])
+        bad = np.flatnonzero(~np.isfinite(rows[:, 0]))
+        if bad.size:
+            raise TrainingDiverged(f"loss is {rows[bad[0], 0]} at epoch {st.epoch + 1}, batch "
+                                   f"{start + bad[0] + 1}; stopped (try a lower --lr)")
+        st.partial[0] += float(rows[:, 0].sum())
+        st.partial[1] += float(rows[:, 1].sum())
+        seen = min(stop * self.batch_size, n)  # images of this epoch so far, before a resume too
+        bar.update(stop - bar.n)
+        if self.progress:
+            bar.set_postfix(loss=f"{st.partial[0] / seen:.4f}", acc=f"{st.partial[1] / seen:.4f}",
+                            refresh=False)
+
+    def _end_epoch(self, validation_data, epochs):
+        st, h = self.state, self.state.history
+        loss_sum, correct, images, seconds = st.partial
+        val_loss, val_acc = (evaluate(self.model, *validation_data) if validation_data is not None
+                             else (math.nan, math.nan))
+        row = {"epoch": st.epoch + 1, "loss": loss_sum / images, "accuracy": correct / images,
+               "val_loss": val_loss, "val_accuracy": val_acc, "lr": self.model.optimizer.lr,
+               "seconds": seconds, "images_per_second": images / seconds if seconds else math.nan}
+        for key in HISTORY_KEYS:
+            h[key].append(row[key])
+        st.epoch, st.step, st.partial = st.epoch + 1, 0, [0.0, 0.0, 0, 0.0]
+        improved = val_loss < st.best_val_loss
+        if improved:
+            st.best_val_loss, st.best_epoch, st.wait = val_loss, st.epoch, 0
+            if self.early_stopping:
+                self.best_weights = self.model.named_arrays()
+            if self.on_best is not None:
+                self.on_best(self)
+        elif not math.isnan(val_loss):
+            st.wait += 1
+        self.log(f"epoch {row['epoch']}/{epochs}  loss {row['loss']:.4f}  acc {row['accuracy']:.4f}  "
+                 f"val_loss {val_loss:.4f}  val_acc {val_acc:.4f}  lr {row['lr']:.2e}  "
+                 f"{seconds:.1f} s  {row['images_per_second']:.0f} img/s")
+        if self.early_stopping and st.wait >= self.early_stopping:
+            st.stopped_early = True
+            if self.best_weights is not None:
+                self.model.load_named_arrays(self.best_weights)
+            self.log(f"early stopping: no lower val_loss for {st.wait} epochs; "
+                     f"restored the weights of epoch {st.best_epoch}")
+        if self.on_epoch_end is not None:
+            self.on_epoch_end(self)
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _check_xy(model, x, y):
+    if x.ndim != 4 or len(x) != len(y):
+        raise ConfigError(f"expected x (N, C, H, W) and y (N,), got {x.shape} and {y.shape}")
+    if model.input_shape is not None and tuple(x.shape[1:]) != tuple(model.input_shape):
+        raise ConfigError(f"images of shape {tuple(x.shape[1:])} do not fit a model built for "
+                          f"{tuple(model.input_shape)}")
+    if not np.all(np.isfinite(x)):
+        raise ConfigError("the training images contain NaN or infinite values")
+    num_classes = model.output_shapes()[-1][0] if model.input_shape else None
+    if len(y) and (y.min() < 0 or (num_classes is not None and y.max() >= num_classes)):
+        raise ConfigError(f"labels must be in [0, {num_classes}), found [{y.min()}, {y.max()}]")
+
+
+def fit(model, x, y, batch_size=64, epochs=1, validation_data=None, seed=0, progress=True,
+        **trainer_options) -> dict:
+    """Keras-style ``model.fit``: train a compiled model; returns the history dict.
+
+    Parameters are those of ``Trainer`` and ``Trainer.fit``.
+    """
+    trainer = Trainer(model, batch_size=batch_size, seed=seed, progress=progress, **trainer_options)
+    return trainer.fit(x, y, epochs, validation_data)

@@ -148,6 +148,18 @@ class Sequential:
                 for key in store:
                     store[key] = self.K.asarray(np.array(arrays[f"{layer.name}.{key}"]))
 
+    def layer_states(self) -> dict:
+        """``{layer name: layer.get_state()}`` for the layers that have state (Dropout)."""
+        return {layer.name: layer.get_state() for layer in self.layers if layer.get_state()}
+
+    def load_layer_states(self, states: dict) -> None:
+        """Inverse of ``layer_states``; raise ValueError for an unknown layer name."""
+        by_name = {layer.name: layer for layer in self.layers}
+        for name, state in states.items():
+            if name not in by_name:
+                raise ValueError(f"state for unknown layer {name!r}")
+            by_name[name].set_state(state)
+
     def num_params(self) -> int:
         """Number of trainable scalars."""
         return sum(layer.num_params() for layer in self.layers)

@@ -30,8 +30,8 @@ def classic(input_shape=(1, 28, 28), num_classes=10, dropout=0.5):
 
 
 def _vgg_block(in_channels, channels):
-    return [Conv2D(in_channels, channels, 3, padding=1), BatchNorm2D(channels), ReLU(),
-            Conv2D(channels, channels, 3, padding=1), BatchNorm2D(channels), ReLU(),
+    return [Conv2D(in_channels, channels, 3, padding=1, bias=False), BatchNorm2D(channels), ReLU(),
+            Conv2D(channels, channels, 3, padding=1, bias=False), BatchNorm2D(channels), ReLU(),
             MaxPool2D(2), Dropout(0.25)]
 
 
@@ -39,14 +39,15 @@ def vgg_small(input_shape=(1, 28, 28), num_classes=10):
     """A small VGG-style network with batch normalisation, as a list of layers.
 
     Two blocks of [Conv3x3-BN-ReLU, Conv3x3-BN-ReLU, MaxPool 2, Dropout 0.25] with
-    32 and 64 channels and padding 1, then Dense(->256)-BN-ReLU-Dropout 0.5-Dense
+    32 and 64 channels and padding 1, then Dense(->256)-BN-ReLU-Dropout 0.5-Dense.
+    Layers followed by batch normalisation have no bias, which BN would cancel
     (Simonyan & Zisserman, 2015, "Very Deep Convolutional Networks", 3x3 stacks;
     Ioffe & Szegedy, 2015, batch normalisation before the non-linearity).
     """
     c, h, w = input_shape
     layers = _vgg_block(c, 32) + _vgg_block(32, 64) + [Flatten()]
     flat = 64 * (h // 4) * (w // 4)
-    return layers + [Dense(flat, 256), BatchNorm1D(256), ReLU(), Dropout(0.5),
+    return layers + [Dense(flat, 256, bias=False), BatchNorm1D(256), ReLU(), Dropout(0.5),
                      Dense(256, num_classes, init="glorot")]
 
 

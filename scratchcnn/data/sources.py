@@ -119,6 +119,9 @@ def download(info: IdxDataset, folder=None, mirrors=None, opener=urllib.request.
             url = f"{base}{f.name}.gz"
             try:
                 tmp = _fetch(url, folder, opener, progress)
+            except urllib.error.HTTPError as exc:
+                failures.append(f"{url}: HTTP {exc.code} {exc.reason}")
+                continue
             except (urllib.error.URLError, OSError, ValueError) as exc:
                 failures.append(f"{url}: {getattr(exc, 'reason', None) or exc}")
                 continue

@@ -71,6 +71,13 @@ class Layer:
     def reset_parameters(self, rng: np.random.Generator) -> None:
         """Draw fresh initial parameters (and any random seeds) from ``rng``."""
 
+    def get_state(self) -> dict:
+        """Non-array state that a resumed run needs (JSON-serialisable), e.g. Dropout's mask counter."""
+        return {}
+
+    def set_state(self, state: dict) -> None:
+        """Restore what ``get_state`` returned."""
+
     # -- shared machinery ------------------------------------------------------------
     def num_params(self) -> int:
         """Number of trainable scalars."""

@@ -32,6 +32,9 @@ class Conv2D(Layer):
         Zeros added on each border (pixels).
     init : {"he", "glorot"}
         Weight initialisation (``scratchcnn.init``); biases start at zero.
+    bias : bool
+        Learn a bias (default). Turn it off before batch normalisation, which
+        subtracts the mean and so cancels any bias (its gradient is exactly zero).
     rng : numpy.random.Generator, optional
         Source of the initial weights (a fresh unseeded one if omitted).
 
@@ -52,7 +55,7 @@ class Conv2D(Layer):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
-                 init="he", rng=None):
+                 init="he", bias=True, rng=None):
         super().__init__()
         for value, what in ((in_channels, "in_channels"), (out_channels, "out_channels"),
                             (stride, "stride")):
@@ -62,7 +65,7 @@ class Conv2D(Layer):
             raise ValueError(f"Conv2D: padding must be a non-negative int, got {padding!r}")
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size = _pair(kernel_size, "Conv2D: kernel_size")
-        self.stride, self.padding, self.init = int(stride), int(padding), init
+        self.stride, self.padding, self.init, self.bias = int(stride), int(padding), init, bool(bias)
         self.reset_parameters(rng or np.random.default_rng())
 
     def reset_parameters(self, rng):
@@ -70,7 +73,8 @@ class Conv2D(Layer):
         shape = (self.out_channels, self.in_channels, kh, kw)
         fan_in, fan_out = self.in_channels * kh * kw, self.out_channels * kh * kw
         self._set_param("W", initial_weights(self.init, shape, fan_in, fan_out, rng))
-        self._set_param("b", np.zeros(self.out_channels, np.float32))
+        if self.bias:
+            self._set_param("b", np.zeros(self.out_channels, np.float32))
 
     def output_shape(self, input_shape):
         _, h, w = input_shape
@@ -86,19 +90,35 @@ class Conv2D(Layer):
     def get_config(self):
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,
                 "kernel_size": list(self.kernel_size), "stride": self.stride,
-                "padding": self.padding, "init": self.init}
+                "padding": self.padding, "init": self.init, "bias": self.bias}
 
     def forward(self, x, training=True):
         y, (n, c_out, h_out, w_out) = self.gemm_forward(x)
-        out = self.K.bias_add_nchw(y, self.params["b"], n,
+        out = self.K.bias_add_nchw(y, self.bias_or_zeros(), n,
                                    out=self._buffer("out", (n, c_out, h_out * w_out), x.dtype))
         return out.reshape(n, c_out, h_out, w_out)
 
     def backward(self, dout):
         _, dout_cm = self.K.bias_grad_nchw(
-            dout, db=self.grads["b"],
+            dout, db=self.bias_grad_or_scratch(dout.dtype),
             dout_cm=self._buffer("dout_cm", (self.out_channels, dout.size // self.out_channels), dout.dtype))
         return self.gemm_backward(dout_cm)
+
+    def bias_or_zeros(self):
+        """``params["b"]``, or a constant zero vector when the layer has no bias."""
+        if self.bias:
+            return self.params["b"]
+        return self._zeros("zero_bias", self.params["W"].dtype)
+
+    def bias_grad_or_scratch(self, dtype):
+        """Where the bias gradient goes: ``grads["b"]``, or a scratch vector when there is no bias."""
+        return self.grads["b"] if self.bias else self._buffer("db_scratch", (self.out_channels,), dtype)
+
+    def _zeros(self, key, dtype):
+        buf = self._workspace.get(key)
+        if buf is None or buf.dtype != dtype:
+            buf = self._workspace[key] = self.K.zeros((self.out_channels,), dtype)
+        return buf
 
     def gemm_forward(self, x):
         """im2col and the GEMM, without the bias: x (N, C_in, H, W) -> y (C_out, N*H_out*W_out).

@@ -17,6 +17,8 @@ class Dense(Layer):
     in_features, out_features : int
     init : {"he", "glorot"}
         Weight initialisation; "glorot" suits a final layer that feeds a softmax.
+    bias : bool
+        Learn a bias (default); turn it off before batch normalisation.
     rng : numpy.random.Generator, optional
 
     Shapes
@@ -30,18 +32,20 @@ class Dense(Layer):
     (Goodfellow, Bengio & Courville, 2016, Deep Learning, Section 6.5.4, Algorithm 6.4).
     """
 
-    def __init__(self, in_features, out_features, init="he", rng=None):
+    def __init__(self, in_features, out_features, init="he", bias=True, rng=None):
         super().__init__()
         for value, what in ((in_features, "in_features"), (out_features, "out_features")):
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"Dense: {what} must be a positive int, got {value!r}")
         self.in_features, self.out_features, self.init = int(in_features), int(out_features), init
+        self.bias = bool(bias)
         self.reset_parameters(rng or np.random.default_rng())
 
     def reset_parameters(self, rng):
         shape = (self.in_features, self.out_features)
         self._set_param("W", initial_weights(self.init, shape, self.in_features, self.out_features, rng))
-        self._set_param("b", np.zeros(self.out_features, np.float32))
+        if self.bias:
+            self._set_param("b", np.zeros(self.out_features, np.float32))
 
     def output_shape(self, input_shape):
         if tuple(input_shape) != (self.in_features,):
@@ -53,13 +57,15 @@ class Dense(Layer):
         return 2 * self.in_features * self.out_features
 
     def get_config(self):
-        return {"in_features": self.in_features, "out_features": self.out_features, "init": self.init}
+        return {"in_features": self.in_features, "out_features": self.out_features, "init": self.init,
+                "bias": self.bias}
 
     def forward(self, x, training=True):
         K = self.K
         self._check_input(x, 2, 1, self.in_features, "in_features")
         out = K.gemm(x, self.params["W"], out=self._buffer("out", (x.shape[0], self.out_features), x.dtype))
-        K.bias_add(out, self.params["b"])
+        if self.bias:
+            K.bias_add(out, self.params["b"])
         self._cache = {"x": x}
         return out
 
@@ -67,7 +73,8 @@ class Dense(Layer):
         K = self.K
         x = self._cache.pop("x")
         K.gemm(x, dout, trans_a=True, out=self.grads["W"])
-        K.bias_grad(dout, out=self.grads["b"])
+        if self.bias:
+            K.bias_grad(dout, out=self.grads["b"])
         if not self.requires_input_grad:
             return None
         return K.gemm(dout, self.params["W"], trans_b=True, out=self._buffer("dx", x.shape, dout.dtype))

@@ -47,6 +47,12 @@ class Dropout(Layer):
     def get_config(self):
         return {"p": self.p}
 
+    def get_state(self):
+        return {"seed": self.seed, "calls": self.calls}
+
+    def set_state(self, state):
+        self.seed, self.calls = int(state["seed"]), int(state["calls"])
+
     def forward(self, x, training=True):
         if not training or self.p == 0.0:
             self._cache = {"mask": None}

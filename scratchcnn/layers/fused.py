@@ -31,7 +31,7 @@ class ConvReLUPool:
         y, (n, c, h, w) = conv.gemm_forward(x)
         shape = (n,) + pool.output_shape((c, h, w))
         out, argmax = conv.K.conv_relu_pool_forward(
-            y, conv.params["b"], n, h, w, pool.kernel_size, pool.stride,
+            y, conv.bias_or_zeros(), n, h, w, pool.kernel_size, pool.stride,
             out=pool._buffer("out", shape, x.dtype), argmax=pool._buffer("argmax", shape, np.int8))
         self._cache = {"out": out, "argmax": argmax, "hw": (h, w)}
         return out
@@ -42,7 +42,7 @@ class ConvReLUPool:
         dy, _ = conv.K.relu_pool_backward_cm(
             dout, argmax, out, h, w, pool.kernel_size, pool.stride,
             dy=conv._buffer("dout_cm", (conv.out_channels, dout.shape[0] * h * w), dout.dtype),
-            db=conv.grads["b"])
+            db=conv.bias_grad_or_scratch(dout.dtype))
         return conv.gemm_backward(dy)
 
 

@@ -1,0 +1,69 @@
+"""Training checkpoints: everything needed to continue a run exactly where it stopped."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from scratchcnn.errors import ModelFileError
+from scratchcnn.optimizers import SGD, Adam
+from scratchcnn.serialization import FORMAT_VERSION, build_from_meta, read_archive, write_archive
+from scratchcnn.training import TrainState
+
+__all__ = ["CHECKPOINT_FORMAT", "OPTIMIZERS", "save_checkpoint", "load_checkpoint"]
+
+CHECKPOINT_FORMAT = "scratchcnn-checkpoint"
+OPTIMIZERS = {"Adam": Adam, "SGD": SGD}
+
+
+def save_checkpoint(path, model, state: TrainState, config: dict) -> Path:
+    """Atomically write a checkpoint of a compiled model mid-run.
+
+    It holds the weights, the optimizer's moments and step count, the layers'
+    random-stream counters (Dropout), the ``TrainState`` (epoch, step within the
+    epoch, partial sums, history, early-stopping bookkeeping) and the run's
+    ``config``. The trainer's shuffles and augmentations are functions of
+    (seed, epoch, step), so these suffice to continue bit-for-bit.
+    """
+    opt = model.optimizer
+    meta = {"format": CHECKPOINT_FORMAT, "format_version": FORMAT_VERSION,
+            "architecture": model.get_config(), "layer_state": model.layer_states(),
+            "optimizer": {"class": type(opt).__name__, "config": opt.get_config(), "t": opt.t},
+            "train_state": state.to_json(), "config": config}
+    arrays = {f"param/{key}": value for key, value in model.named_arrays().items()}
+    arrays.update({f"optim/{key}": value for key, value in opt.state_arrays().items()})
+    return write_archive(path, meta, arrays)
+
+
+def load_checkpoint(path, backend=None):
+    """Read a checkpoint written by ``save_checkpoint``.
+
+    Returns
+    -------
+    model : Sequential, compiled with the restored optimizer (loss: SoftmaxCrossEntropy)
+    state : TrainState
+    config : dict
+
+    Raises
+    ------
+    ModelFileError
+        For an unreadable file or any field that does not match (see ``read_archive``).
+    """
+    from scratchcnn.losses import SoftmaxCrossEntropy
+
+    meta, arrays = read_archive(path, CHECKPOINT_FORMAT)
+    model = build_from_meta(path, meta, arrays, backend)
+    try:
+        spec = meta["optimizer"]
+        optimizer = OPTIMIZERS[spec["class"]](**spec["config"])
+        model.compile(optimizer, SoftmaxCrossEntropy())
+        slots = {key[len("optim/"):]: value for key, value in arrays.items() if key.startswith("optim/")}
+        params = {key: param for key, param, _ in model.parameters()}
+        for name, value in slots.items():
+            key, slot = name.rsplit("/", 1)
+            if key not in params or slot not in optimizer.slots or value.shape != tuple(params[key].shape):
+                raise ValueError(f"optimizer state {name!r} {value.shape} matches no parameter")
+        optimizer.load_state_arrays(slots, spec["t"])
+        state = TrainState.from_json(meta["train_state"])
+        config = dict(meta["config"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path}: bad checkpoint field: {exc}") from None
+    return model, state, config

@@ -1,0 +1,69 @@
+"""Evaluating a trained model on the test set and writing what a practitioner looks at."""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from scratchcnn import metrics, plots
+from scratchcnn.fileio import atomic_write_text, write_json
+from scratchcnn.training import HISTORY_KEYS, evaluate, predict_logits
+
+__all__ = ["write_history_csv", "evaluate_and_report", "SAMPLE_COUNT"]
+
+SAMPLE_COUNT = 40  # images in samples.png
+
+
+def write_history_csv(path, history: dict) -> None:
+    """One row per epoch with the columns of ``HISTORY_KEYS``, written atomically."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(HISTORY_KEYS)
+    for row in zip(*(history[k] for k in HISTORY_KEYS)):
+        writer.writerow([f"{v:.6g}" if isinstance(v, float) else v for v in row])
+    atomic_write_text(path, buffer.getvalue())
+
+
+def _save_figure(fig, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    plots.save(fig, tmp)
+    tmp.replace(path)
+
+
+def evaluate_and_report(run_dir, model, splits, history: dict, info: dict, log=print) -> dict:
+    """Evaluate ``model`` on ``splits.x_test`` and write the run folder's reports.
+
+    Writes ``metrics.json`` (``info`` plus test loss/accuracy, per-class
+    precision / recall / F1, macro and weighted averages, the confusion matrix),
+    ``history.csv``, ``curves.png``, ``confusion_matrix.png`` and ``samples.png``
+    (the first test images and then some mistakes, ``SAMPLE_COUNT`` in all, mistakes marked), and prints
+    scikit-learn's classification report.
+
+    Returns the metrics dict.
+    """
+    run_dir = Path(run_dir)
+    test_loss, test_accuracy = evaluate(model, splits.x_test, splits.y_test)
+    predictions = predict_logits(model, splits.x_test).argmax(axis=1)
+    result = metrics.classification_metrics(splits.y_test, predictions, splits.class_names)
+    log(metrics.report(splits.y_test, predictions, splits.class_names))
+    out = {**info, "test_accuracy": test_accuracy, "test_loss": test_loss,
+           "per_class": result["per_class"], "macro_avg": result["macro_avg"],
+           "weighted_avg": result["weighted_avg"], "class_names": list(splits.class_names),
+           "confusion_matrix": result["confusion_matrix"],
+           "most_confused": metrics.most_confused_pairs(result["confusion_matrix"], splits.class_names)}
+    write_json(run_dir / "metrics.json", out)
+    if history and history.get("epoch"):
+        write_history_csv(run_dir / "history.csv", history)
+        _save_figure(plots.plot_curves(history), run_dir / "curves.png")
+    _save_figure(plots.plot_confusion_matrix(result["confusion_matrix"], splits.class_names),
+                 run_dir / "confusion_matrix.png")
+    # The first test images, then mistakes, so that the grid always shows some errors.
+    mistakes = np.flatnonzero(predictions != splits.y_test)
+    first = np.arange(min(SAMPLE_COUNT - 8, len(predictions)))
+    shown = np.concatenate([first, mistakes[~np.isin(mistakes, first)][:SAMPLE_COUNT - len(first)]])
+    images = splits.x_test[shown, 0] * splits.std + splits.mean
+    _save_figure(plots.plot_samples(images, splits.y_test[shown], predictions[shown], splits.class_names),
+                 run_dir / "samples.png")
+    return out

@@ -1,0 +1,155 @@
+"""Model and checkpoint files: ``.npz`` archives of plain arrays plus one JSON entry, never pickle.
+
+An archive holds ``meta`` (the UTF-8 bytes of a JSON object, stored as a uint8
+array) and numeric arrays under ``param/<layer>.<name>`` (and, in checkpoints,
+``optim/<layer>.<name>/<slot>``). It is read with ``numpy.load(...,
+allow_pickle=False)``, so an untrusted file can hold only numbers and text:
+loading it can never run code. Every field, array name, shape and dtype is
+checked against the architecture the JSON describes before anything is used.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from scratchcnn.errors import ModelFileError
+from scratchcnn.fileio import atomic_write
+from scratchcnn.model import Sequential
+
+__all__ = ["MODEL_FORMAT", "FORMAT_VERSION", "write_archive", "read_archive", "save_model",
+           "load_model", "model_meta"]
+
+MODEL_FORMAT = "scratchcnn-model"
+FORMAT_VERSION = 1
+_READ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
+
+
+def write_archive(path, meta: dict, arrays: dict) -> Path:
+    """Atomically write ``arrays`` (name -> ndarray) and the JSON ``meta`` to an .npz file."""
+    payload = dict(arrays)
+    payload["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, **payload)
+    return atomic_write(path, lambda f: f.write(buffer.getvalue()))
+
+
+def read_archive(path, expected_format: str) -> tuple[dict, dict]:
+    """Read and check an archive written by ``write_archive``.
+
+    Returns
+    -------
+    meta : dict
+    arrays : dict[str, ndarray], every entry but ``meta``
+
+    Raises
+    ------
+    ModelFileError
+        Naming the file and the problem: unreadable, truncated or not an .npz
+        archive, object arrays (pickle), missing or malformed ``meta``, another
+        format, or a format version this code does not read.
+    """
+    path = Path(path)
+    try:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):  # a bare .npy array
+            raise ModelFileError(f"{path}: not an .npz archive")
+        with archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except ModelFileError:
+        raise
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no such file") from None
+    except _READ_ERRORS as exc:
+        raise ModelFileError(f"{path}: cannot read the archive (truncated, corrupt or not an .npz "
+                             f"file): {exc}") from None
+    raw = arrays.pop("meta", None)
+    if raw is None or raw.dtype != np.uint8 or raw.ndim != 1:
+        raise ModelFileError(f"{path}: missing or malformed 'meta' entry (expected 1-D uint8 JSON bytes)")
+    try:
+        meta = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path}: 'meta' is not valid UTF-8 JSON: {exc}") from None
+    if not isinstance(meta, dict) or meta.get("format") != expected_format:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise ModelFileError(f"{path}: field 'format' is {found!r}, expected {expected_format!r}")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ModelFileError(f"{path}: field 'format_version' is {meta.get('format_version')!r}; "
+                             f"this scratchcnn reads version {FORMAT_VERSION}")
+    for name, array in arrays.items():
+        if array.dtype.kind not in "fiub":
+            raise ModelFileError(f"{path}: array {name!r} has dtype {array.dtype}, expected numbers")
+    return meta, arrays
+
+
+def model_meta(model: Sequential, class_names, normalization: dict, **extra) -> dict:
+    """The JSON entry of a model file: architecture, class names, normalisation, format version."""
+    return {"format": MODEL_FORMAT, "format_version": FORMAT_VERSION,
+            "architecture": model.get_config(), "class_names": list(class_names),
+            "normalization": dict(normalization), "layer_state": model.layer_states(), **extra}
+
+
+def save_model(path, model: Sequential, class_names, normalization: dict, **extra) -> Path:
+    """Write ``model`` to ``path`` (.npz) atomically.
+
+    Parameters
+    ----------
+    model : Sequential
+    class_names : list of str, one per output
+    normalization : dict with ``mean``, ``std`` (of [0, 1] pixels) and ``scale`` (e.g. 255)
+    **extra : JSON-serialisable fields stored in ``meta`` (data set name, ...)
+    """
+    arrays = {f"param/{key}": value for key, value in model.named_arrays().items()}
+    return write_archive(path, model_meta(model, class_names, normalization, **extra), arrays)
+
+
+def build_from_meta(path, meta: dict, arrays: dict, backend=None) -> Sequential:
+    """Rebuild a model from an archive's ``meta`` and ``param/`` arrays, checking both.
+
+    Raises
+    ------
+    ModelFileError
+        If the architecture is invalid or the arrays do not match it (names, shapes, dtypes).
+    """
+    try:
+        model = Sequential.from_config(meta["architecture"], backend=backend)
+        model.output_shapes()
+        params = {key[len("param/"):]: value for key, value in arrays.items() if key.startswith("param/")}
+        model.load_named_arrays(params)
+        model.load_layer_states(meta.get("layer_state", {}))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path}: architecture mismatch: {exc}") from None
+    return model
+
+
+def load_model(path, backend=None) -> tuple[Sequential, dict]:
+    """Load a model file written by ``save_model``.
+
+    Returns
+    -------
+    model : Sequential on ``backend``
+    meta : dict (class names, normalisation, ...)
+
+    Raises
+    ------
+    ModelFileError
+        For any problem with the file; see ``read_archive`` and ``build_from_meta``.
+    """
+    meta, arrays = read_archive(path, MODEL_FORMAT)
+    model = build_from_meta(path, meta, arrays, backend)
+    names = meta.get("class_names")
+    outputs = model.output_shapes()[-1]
+    if not isinstance(names, list) or (len(outputs) == 1 and len(names) != outputs[0]):
+        raise ModelFileError(f"{path}: field 'class_names' must list {outputs[0]} names, found {names!r}")
+    norm = meta.get("normalization")
+    ok = isinstance(norm, dict) and all(isinstance(norm.get(k), (int, float)) and math.isfinite(norm[k])
+                                        for k in ("mean", "std", "scale"))
+    if not ok or norm["std"] <= 0 or norm["scale"] <= 0:
+        raise ModelFileError(f"{path}: field 'normalization' must hold finite mean, std > 0 and "
+                             f"scale > 0, found {norm!r}")
+    return model, meta

@@ -434,7 +434,8 @@ def dropout_forward(x, p, seed, counter, out=None, mask=None):
     with np.errstate(over="ignore"):
         key = _hash.stream_key(seed, counter)
         u = _hash.uniform(key, np.arange(x.size, dtype=np.uint64)).reshape(x.shape)
-    mask[...] = np.where(u >= p, 1.0 / (1.0 - p), 0.0)
+    # Compare in float32, the precision of u, so every backend draws the same mask.
+    mask[...] = np.where(u >= np.float32(p), 1.0 / (1.0 - p), 0.0)
     np.multiply(x, mask, out=out)
     return out, mask
 

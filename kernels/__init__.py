@@ -15,7 +15,7 @@ Which backend: the name passed to ``get``/``use``, else the environment variable
 ``SCRATCHCNN_BACKEND``, else the fastest one available (``cuda`` with a real GPU,
 then ``cpu`` when Numba imports, then ``numpy``).
 
->>> import kernels
+>>> import numpy as np, kernels
 >>> K = kernels.get("numpy")
 >>> K.relu_forward(np.array([-1.0, 2.0]))
 array([0., 2.])

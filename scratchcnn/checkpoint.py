@@ -3,9 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import kernels
+
 from scratchcnn.errors import ModelFileError
 from scratchcnn.optimizers import SGD, Adam
-from scratchcnn.serialization import FORMAT_VERSION, build_from_meta, read_archive, write_archive
+from scratchcnn.serialization import (FIELD_ERRORS, FORMAT_VERSION, build_from_meta, check_finite,
+                                     read_archive, write_archive)
 from scratchcnn.training import TrainState
 
 __all__ = ["CHECKPOINT_FORMAT", "OPTIMIZERS", "save_checkpoint", "load_checkpoint"]
@@ -36,6 +39,10 @@ def save_checkpoint(path, model, state: TrainState, config: dict) -> Path:
 def load_checkpoint(path, backend=None):
     """Read a checkpoint written by ``save_checkpoint``.
 
+    ``backend`` (a name) defaults to the one the run was trained on when it is
+    available here (results are bit-exact only on the same backend), else to
+    ``kernels.get()``'s default.
+
     Returns
     -------
     model : Sequential, compiled with the restored optimizer (loss: SoftmaxCrossEntropy)
@@ -50,20 +57,33 @@ def load_checkpoint(path, backend=None):
     from scratchcnn.losses import SoftmaxCrossEntropy
 
     meta, arrays = read_archive(path, CHECKPOINT_FORMAT)
+    if backend is None:
+        recorded = meta.get("config", {}).get("backend") if isinstance(meta.get("config"), dict) else None
+        backend = recorded if recorded in kernels.available() else None
     model = build_from_meta(path, meta, arrays, backend)
     try:
         spec = meta["optimizer"]
         optimizer = OPTIMIZERS[spec["class"]](**spec["config"])
         model.compile(optimizer, SoftmaxCrossEntropy())
         slots = {key[len("optim/"):]: value for key, value in arrays.items() if key.startswith("optim/")}
+        check_finite(path, slots)
         params = {key: param for key, param, _ in model.parameters()}
         for name, value in slots.items():
             key, slot = name.rsplit("/", 1)
-            if key not in params or slot not in optimizer.slots or value.shape != tuple(params[key].shape):
-                raise ValueError(f"optimizer state {name!r} {value.shape} matches no parameter")
-        optimizer.load_state_arrays(slots, spec["t"])
+            if (key not in params or slot not in optimizer.slots or value.shape != tuple(params[key].shape)
+                    or value.dtype != params[key].dtype):
+                raise ValueError(f"optimizer state {name!r} {value.shape} {value.dtype} matches no parameter")
+        t = spec["t"]
+        if not isinstance(t, int) or isinstance(t, bool) or t < 0:
+            raise ValueError(f"optimizer step count 't' is {t!r}, expected an integer >= 0")
+        expected = len(params) * len(optimizer.slots)
+        if t and len(slots) != expected:  # a missing moment would silently restart from zero
+            raise ValueError(f"optimizer state has {len(slots)} arrays after {t} steps, expected {expected}")
+        optimizer.load_state_arrays(slots, t)
         state = TrainState.from_json(meta["train_state"])
+        if not isinstance(meta["config"], dict):
+            raise TypeError(f"'config' is {type(meta['config']).__name__}, expected an object")
         config = dict(meta["config"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except FIELD_ERRORS as exc:
         raise ModelFileError(f"{path}: bad checkpoint field: {exc}") from None
     return model, state, config

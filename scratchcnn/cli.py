@@ -54,9 +54,13 @@ def fraction(text: str) -> float:
 
 
 def run_main(prog: str, body, argv) -> int:
-    """Run ``body(argv)``; turn scratchcnn's own errors into ``prog: error: ...`` and exit code 1."""
+    """Run ``body(argv)``; turn scratchcnn's own errors into ``prog: error: ...`` and exit code 1,
+    and a Ctrl-C that ``body`` did not handle itself into one line and exit code 130."""
     try:
         return body(argv)
     except (ScratchCNNError, kernels.BackendUnavailable) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

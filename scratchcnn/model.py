@@ -118,12 +118,16 @@ class Sequential:
                 yield f"{layer.name}.{key}", param, layer.grads[key]
 
     def named_arrays(self) -> dict[str, np.ndarray]:
-        """Every parameter and buffer as a host array, keyed ``"<layer>.<name>"`` (for saving)."""
+        """A copy of every parameter and buffer as a host array, keyed ``"<layer>.<name>"`` (for saving).
+
+        Copies, so that a snapshot (early stopping's best weights) does not change
+        as training goes on.
+        """
         out = {}
         for layer in self.layers:
             for store in (layer.params, layer.buffers):
                 for key, value in store.items():
-                    out[f"{layer.name}.{key}"] = self.K.to_numpy(value)
+                    out[f"{layer.name}.{key}"] = np.array(self.K.to_numpy(value))
         return out
 
     def load_named_arrays(self, arrays: dict) -> None:

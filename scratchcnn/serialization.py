@@ -23,11 +23,17 @@ from scratchcnn.fileio import atomic_write
 from scratchcnn.model import Sequential
 
 __all__ = ["MODEL_FORMAT", "FORMAT_VERSION", "write_archive", "read_archive", "save_model",
-           "load_model", "model_meta"]
+           "load_model", "model_meta", "check_finite", "FIELD_ERRORS"]
 
 MODEL_FORMAT = "scratchcnn-model"
 FORMAT_VERSION = 1
-_READ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
+# zipfile answers some corrupt headers with NotImplementedError (an "unsupported version" or
+# compression) or RuntimeError (an "encrypted" flag bit): they too mean a corrupt file.
+_READ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error,
+                NotImplementedError, RuntimeError)
+# What building layers from a malformed JSON entry can raise (a list where a dict belongs, an
+# infinite size, a size too large to allocate): all become ModelFileError.
+FIELD_ERRORS = (KeyError, TypeError, ValueError, AttributeError, OverflowError, MemoryError)
 
 
 def write_archive(path, meta: dict, arrays: dict) -> Path:
@@ -114,17 +120,27 @@ def build_from_meta(path, meta: dict, arrays: dict, backend=None) -> Sequential:
     Raises
     ------
     ModelFileError
-        If the architecture is invalid or the arrays do not match it (names, shapes, dtypes).
+        If the architecture is invalid or the arrays do not match it (names, shapes,
+        dtypes), or an array holds NaN or infinite values.
     """
+    params = {key[len("param/"):]: value for key, value in arrays.items() if key.startswith("param/")}
+    check_finite(path, params)
     try:
         model = Sequential.from_config(meta["architecture"], backend=backend)
         model.output_shapes()
-        params = {key[len("param/"):]: value for key, value in arrays.items() if key.startswith("param/")}
         model.load_named_arrays(params)
         model.load_layer_states(meta.get("layer_state", {}))
-    except (KeyError, TypeError, ValueError) as exc:
+    except FIELD_ERRORS as exc:
         raise ModelFileError(f"{path}: architecture mismatch: {exc}") from None
     return model
+
+
+def check_finite(path, arrays: dict) -> None:
+    """Raise ModelFileError naming the first array that holds NaN or an infinity (a corrupt
+    or diverged model, which would only ever predict NaN)."""
+    for name, value in arrays.items():
+        if not np.all(np.isfinite(value)):
+            raise ModelFileError(f"{path}: array {name!r} holds NaN or infinite values")
 
 
 def load_model(path, backend=None) -> tuple[Sequential, dict]:
@@ -144,7 +160,11 @@ def load_model(path, backend=None) -> tuple[Sequential, dict]:
     model = build_from_meta(path, meta, arrays, backend)
     names = meta.get("class_names")
     outputs = model.output_shapes()[-1]
-    if not isinstance(names, list) or (len(outputs) == 1 and len(names) != outputs[0]):
+    if len(outputs) != 1:
+        raise ModelFileError(f"{path}: the model outputs shape {outputs} per image, expected one score "
+                             "per class")
+    if (not isinstance(names, list) or len(names) != outputs[0]
+            or not all(isinstance(name, str) for name in names)):
         raise ModelFileError(f"{path}: field 'class_names' must list {outputs[0]} names, found {names!r}")
     norm = meta.get("normalization")
     ok = isinstance(norm, dict) and all(isinstance(norm.get(k), (int, float)) and math.isfinite(norm[k])

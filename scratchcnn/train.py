@@ -20,7 +20,7 @@ from scratchcnn import cli
 from scratchcnn.augment import Augment
 from scratchcnn.checkpoint import OPTIMIZERS, load_checkpoint, save_checkpoint
 from scratchcnn.data import DATASET_NAMES, load_dataset
-from scratchcnn.errors import ConfigError, TrainingDiverged
+from scratchcnn.errors import ConfigError, ModelFileError, TrainingDiverged
 from scratchcnn.losses import SoftmaxCrossEntropy
 from scratchcnn.presets import PRESETS, build_model
 from scratchcnn.report import evaluate_and_report
@@ -37,6 +37,8 @@ CHECKPOINT, MODEL, BEST = "checkpoint.npz", "model.npz", "best_model.npz"
 RUN_OPTIONS = ("dataset", "model", "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay",
                "seed", "train_limit", "val_fraction", "augment", "lr_schedule", "early_stopping",
                "save_best", "data_dir")
+# The only run options that --resume may change (besides --backend and --no-progress).
+RESUME_OPTIONS = ("epochs", "data_dir")
 
 
 def build_parser() -> cli.ArgumentParser:
@@ -77,7 +79,44 @@ def _config_from_args(args) -> dict:
     config["epochs"] = args.epochs or DEFAULT_EPOCHS[args.dataset]
     if args.weight_decay < 0:
         raise ConfigError(f"--weight-decay must be >= 0, got {args.weight_decay}")
+    if (args.save_best or args.early_stopping) and args.val_fraction == 0:
+        flag = "--save-best" if args.save_best else "--early-stopping"
+        raise ConfigError(f"{flag} needs a validation set, but --val-fraction is 0")
     return config
+
+
+def _resume(args, parser):
+    """The run folder, model, TrainState and config of ``--resume RUN_DIR``.
+
+    Raises
+    ------
+    ConfigError
+        If another run option is given (the run keeps its own), the folder holds no
+        checkpoint, or ``--epochs`` is below the epochs already completed.
+    ModelFileError
+        If the checkpoint cannot be loaded or its config lacks a run option.
+    """
+    run_dir = Path(args.resume)
+    changed = [key for key in RUN_OPTIONS + ("out",)
+               if key not in RESUME_OPTIONS and getattr(args, key) != parser.get_default(key)]
+    if changed:
+        raise ConfigError(f"--{changed[0].replace('_', '-')} cannot be combined with --resume: a resumed run "
+                          f"keeps the options stored in its {CHECKPOINT} (only --epochs, --data-dir, "
+                          "--backend and --no-progress may be given)")
+    if not (run_dir / CHECKPOINT).exists():
+        raise ConfigError(f"--resume {run_dir}: no {CHECKPOINT} in that folder")
+    model, state, config = load_checkpoint(run_dir / CHECKPOINT, backend=args.backend or None)
+    missing = [key for key in RUN_OPTIONS if key not in config]
+    if missing:
+        raise ModelFileError(f"{run_dir / CHECKPOINT}: the run's config lacks {', '.join(missing)}")
+    if args.data_dir:
+        config["data_dir"] = args.data_dir
+    if args.epochs:
+        if args.epochs < state.epoch:
+            raise ConfigError(f"--epochs {args.epochs}: the run in {run_dir} has already completed "
+                              f"{state.epoch} epochs")
+        config["epochs"] = args.epochs
+    return run_dir, model, state, config
 
 
 def _new_run_dir(args, config) -> Path:
@@ -85,8 +124,7 @@ def _new_run_dir(args, config) -> Path:
     if (run_dir / CHECKPOINT).exists() or (run_dir / MODEL).exists():
         raise ConfigError(f"run folder {run_dir} already holds a run; continue it with --resume {run_dir} "
                           "or choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
+    return run_dir  # created once the data has loaded, so that a failed start leaves no empty folder
 
 
 def _optimizer(config):
@@ -104,15 +142,17 @@ def _augment(config, splits):
 
 
 def _main(argv) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.backend:
+        kernels.get(args.backend)  # an unusable backend (cuda without a GPU) fails before anything loads
     log = print
     if args.resume:
-        run_dir = Path(args.resume)
-        if not (run_dir / CHECKPOINT).exists():
-            raise ConfigError(f"--resume {run_dir}: no {CHECKPOINT} in that folder")
-        model, state, config = load_checkpoint(run_dir / CHECKPOINT, backend=args.backend or None)
-        if args.data_dir:
-            config["data_dir"] = args.data_dir
+        run_dir, model, state, config = _resume(args, parser)
+        if (state.epoch >= config["epochs"] or state.stopped_early) and (run_dir / "metrics.json").exists():
+            log(f"{run_dir} is complete ({state.epoch} epochs); nothing to do (to train longer, pass a "
+                f"larger --epochs; to re-compute its test metrics: python -m scratchcnn.evaluate {run_dir})")
+            return 0
         log(f"resuming {run_dir} at epoch {state.epoch + 1}, step {state.step}")
     else:
         config = _config_from_args(args)
@@ -121,6 +161,7 @@ def _main(argv) -> int:
     splits = load_dataset(config["dataset"], config["data_dir"], val_fraction=config["val_fraction"],
                           train_limit=config["train_limit"], seed=config["seed"],
                           progress=not args.no_progress)
+    run_dir.mkdir(parents=True, exist_ok=True)
     if state is None:
         model = build_model(config["model"], splits.input_shape, len(splits.class_names),
                             seed=config["seed"], backend=args.backend)
@@ -149,7 +190,9 @@ def _main(argv) -> int:
     try:
         trainer.fit(splits.x_train, splits.y_train, config["epochs"], (splits.x_val, splits.y_val))
     except TrainingDiverged as exc:
-        print(f"{PROG}: error: {exc}; the last good checkpoint is {run_dir / CHECKPOINT}", file=sys.stderr)
+        kept = (f"the last good checkpoint is {run_dir / CHECKPOINT}" if (run_dir / CHECKPOINT).exists()
+                else "no epoch completed, so there is no checkpoint")
+        print(f"{PROG}: error: {exc}; {kept}", file=sys.stderr)
         return cli.EXIT_DIVERGED
     if trainer.state.interrupted:
         save_checkpoint(run_dir / CHECKPOINT, model, trainer.state, config)

@@ -45,12 +45,40 @@ class TrainState:
 
     @classmethod
     def from_json(cls, data: dict) -> "TrainState":
+        """Inverse of ``to_json``.
+
+        Raises
+        ------
+        ValueError
+            For an unknown field, a value of another type than the field's default
+            (a checkpoint's JSON is untrusted input), or a malformed history.
+        """
         state = cls()
+        if not isinstance(data, dict):
+            raise ValueError(f"training state is {type(data).__name__}, expected an object")
         for key, value in data.items():
             if not hasattr(state, key):
                 raise ValueError(f"unknown training-state field {key!r}")
+            if not _same_kind(value, getattr(state, key)):
+                raise ValueError(f"training-state field {key!r} is {value!r}, expected type "
+                                 f"{type(getattr(state, key)).__name__}")
             setattr(state, key, value)
+        history = state.history
+        if (set(history) != set(HISTORY_KEYS) or not all(isinstance(v, list) for v in history.values())
+                or len({len(v) for v in history.values()}) != 1 or len(history["epoch"]) != state.epoch
+                or len(state.partial) != 4 or min(state.epoch, state.step) < 0
+                or not all(_same_kind(v, 0.0) for v in state.partial)):
+            raise ValueError("training state is inconsistent (history columns, epoch, step or partial sums)")
         return state
+
+
+def _same_kind(value, default) -> bool:
+    """Whether a JSON value fits a field whose default is ``default`` (an int counts as a float)."""
+    if isinstance(value, bool) or isinstance(default, bool):
+        return type(value) is type(default)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))
 
 
 def _batches(n: int, batch_size: int):
@@ -158,7 +186,9 @@ class Trainer:
         Raises
         ------
         TrainingDiverged
-            When the loss becomes NaN or infinite; the weights are those before that batch.
+            When the loss becomes NaN or infinite, naming the epoch and batch (1-based).
+            That batch's update has been applied, so the model's weights are unusable:
+            reload the last checkpoint.
         ConfigError
             When x and y do not match the model.
         """
@@ -172,7 +202,8 @@ class Trainer:
         if in_main:
             signal.signal(signal.SIGINT, self.request_stop)
         try:
-            while self.state.epoch < epochs and not self._stop_requested:
+            # A run that stopped early is finished: resuming its checkpoint trains no further.
+            while self.state.epoch < epochs and not self.state.stopped_early and not self._stop_requested:
                 self._train_epoch(x, y, epochs)
                 if self._stop_requested:
                     break
@@ -257,7 +288,8 @@ class Trainer:
         if improved:
             st.best_val_loss, st.best_epoch, st.wait = val_loss, st.epoch, 0
             if self.early_stopping:
-                self.best_weights = self.model.named_arrays()
+                # A copy: on host backends named_arrays() returns the live arrays the optimizer updates.
+                self.best_weights = {k: np.array(v) for k, v in self.model.named_arrays().items()}
             if self.on_best is not None:
                 self.on_best(self)
         elif not math.isnan(val_loss):

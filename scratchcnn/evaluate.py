@@ -1,0 +1,144 @@
+"""``python -m scratchcnn.evaluate``: re-compute a saved model's test metrics and plots.
+
+The test split of the data set named in the model file is standardised with the
+model's stored ``normalization`` (exactly as in training), evaluated, and
+``metrics.json``, ``confusion_matrix.png`` and ``samples.png`` are written, plus
+``history.csv`` and ``curves.png`` from the run's checkpoint when there is one
+(``scratchcnn.report.evaluate_and_report``). They go to ``RUN_DIR/evaluation/``
+(or ``--out``), so the files the training run wrote are never overwritten.
+
+Examples
+--------
+    python -m scratchcnn.evaluate runs/fashion-20261123-120000
+    python -m scratchcnn.evaluate runs/fashion-20261123-120000/best_model.npz --out best-eval
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import kernels
+from scratchcnn import cli
+from scratchcnn.checkpoint import CHECKPOINT_FORMAT
+from scratchcnn.data import DATASET_NAMES, DataSplits, load_raw, normalize
+from scratchcnn.errors import ConfigError, ModelFileError
+from scratchcnn.predict import MODEL_FILE, model_path
+from scratchcnn.report import evaluate_and_report
+from scratchcnn.serialization import load_model, read_archive
+from scratchcnn.training import TrainState
+
+__all__ = ["load_test_split", "run_history", "evaluate_model", "main"]
+
+PROG = "python -m scratchcnn.evaluate"
+CHECKPOINT = "checkpoint.npz"  # scratchcnn.train's name for it
+
+
+def load_test_split(path, model, meta: dict, data_dir=None, progress: bool = True) -> DataSplits:
+    """The test set of the model's data set, standardised with the model's normalisation.
+
+    The training and validation splits are left empty (``evaluate_and_report``
+    needs only the test split).
+
+    Raises
+    ------
+    ModelFileError
+        If the model file names no known data set.
+    ConfigError
+        If the data set's class names or image shape differ from the model's.
+    DataError
+        If the data set's files are missing or corrupt.
+    """
+    dataset = meta.get("dataset")
+    if dataset not in DATASET_NAMES:
+        raise ModelFileError(f"{path}: field 'dataset' is {dataset!r}, expected one of "
+                             f"{', '.join(DATASET_NAMES)} (evaluate needs to know the test set)")
+    _, _, x_raw, y_test, class_names, scale, files = load_raw(dataset, data_dir, progress)
+    if list(class_names) != list(meta["class_names"]):
+        raise ConfigError(f"{path}: class names {meta['class_names']} differ from the {dataset} test set's "
+                          f"{list(class_names)}")
+    norm = meta["normalization"]
+    x_test = normalize(x_raw, scale, norm["mean"], norm["std"])
+    if tuple(x_test.shape[1:]) != tuple(model.input_shape):
+        raise ConfigError(f"{path}: the model takes images of shape {tuple(model.input_shape)}, the {dataset} "
+                          f"test set has {tuple(x_test.shape[1:])}")
+    empty_x, empty_y = x_test[:0], y_test[:0]
+    return DataSplits(empty_x, empty_y, empty_x, empty_y, x_test, y_test, list(class_names),
+                      float(norm["mean"]), float(norm["std"]), dataset, files)
+
+
+def run_history(run_dir) -> dict | None:
+    """The per-epoch history stored in ``run_dir/checkpoint.npz``, or None without a checkpoint.
+
+    Raises
+    ------
+    ModelFileError
+        If the checkpoint exists but cannot be read.
+    """
+    path = Path(run_dir) / CHECKPOINT
+    if not path.is_file():
+        return None
+    meta, _ = read_archive(path, CHECKPOINT_FORMAT)
+    try:
+        return TrainState.from_json(meta.get("train_state")).history
+    except ValueError as exc:
+        raise ModelFileError(f"{path}: bad checkpoint field: {exc}") from None
+
+
+def evaluate_model(target, out=None, data_dir=None, backend=None, progress=True, log=print) -> dict:
+    """Evaluate a run folder's ``model.npz`` (or a model file) on its test set and write the reports.
+
+    Parameters
+    ----------
+    target : path of a run folder or of a model ``.npz``
+    out : path, optional; default ``<run folder>/evaluation``
+    data_dir, backend, progress : as for ``scratchcnn.train``
+
+    Returns
+    -------
+    The metrics dict written to ``out/metrics.json``.
+    """
+    path = model_path(target)
+    run_dir = path.parent
+    out = Path(out) if out else run_dir / "evaluation"
+    model, meta = load_model(path, backend=backend)
+    splits = load_test_split(path, model, meta, data_dir, progress)
+    info = {"model_file": str(path), "dataset": splits.name, "epoch": meta.get("epoch"),
+            "backend": model.K.name, "test_images": len(splits.y_test), "parameters": model.num_params()}
+    result = evaluate_and_report(out, model, splits, run_history(run_dir), info, log=log)
+    log(f"test accuracy {result['test_accuracy']:.4f}  test loss {result['test_loss']:.4f}; wrote {out}")
+    recorded = run_dir / "metrics.json"
+    if path.name == MODEL_FILE and recorded.is_file():
+        try:
+            before = json.loads(recorded.read_text())
+            log(f"the training run recorded test accuracy {before['test_accuracy']:.4f}  "
+                f"test loss {before['test_loss']:.4f} in {recorded}")
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # only a courtesy comparison; the new metrics are written either way
+    return result
+
+
+def build_parser() -> cli.ArgumentParser:
+    p = cli.ArgumentParser(prog=PROG, description="Re-compute the test metrics and plots of a saved model.")
+    p.add_argument("run", metavar="RUN_DIR|MODEL.npz", help=f"a run folder (uses its {MODEL_FILE}) or a model file")
+    p.add_argument("--out", help="folder for the reports (default: RUN_DIR/evaluation)")
+    p.add_argument("--data-dir", help="folder holding the data set's files (searched first)")
+    p.add_argument("--backend", choices=sorted(kernels.BACKENDS),
+                   help="kernel backend (default: $SCRATCHCNN_BACKEND, else the fastest available)")
+    p.add_argument("--no-progress", action="store_true", help="no download progress bars")
+    return p
+
+
+def _main(argv) -> int:
+    args = build_parser().parse_args(argv)
+    evaluate_model(args.run, args.out, args.data_dir, args.backend, progress=not args.no_progress)
+    return 0
+
+
+def main(argv=None) -> int:
+    """Entry point; returns the exit code (0 ok, 1 error, 2 usage)."""
+    return cli.run_main(PROG, _main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""A warm start compiles nothing: a second process loads every Numba CPU kernel from the disk cache.
+
+Two fresh processes run the same training work with ``NUMBA_CACHE_DIR`` set to
+an empty temporary folder. The first must compile (proving the folder started
+empty); the second must compile nothing and load every kernel dispatcher of
+``kernels.numba_cpu`` and ``kernels._blas`` from the cache. Run time: about 10-25 s
+on 2 cores, nearly all of it the first process compiling.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("numba")
+ROOT = Path(__file__).resolve().parents[1]
+
+# The work of a short training run on the cpu backend, in float32: the default
+# network through Trainer (fit with validation, evaluate, predict), the VGG-style
+# preset for one SGD step (BatchNorm, unfused Conv/ReLU/MaxPool), and a 3x3 pooling
+# window (the general pooling loop). Prints what Numba compiled and loaded.
+CHILD = r"""
+import json
+import numpy as np
+from numba.core.dispatcher import Dispatcher
+from scratchcnn.profiling import CompileLog
+
+with CompileLog() as log:
+    import kernels._blas as blas
+    import kernels.numba_cpu as cpu
+    from scratchcnn.losses import SoftmaxCrossEntropy
+    from scratchcnn.optimizers import SGD, Adam
+    from scratchcnn.presets import build_model
+    from scratchcnn.profiling import synthetic_batch, train_step
+
+    x, y = synthetic_batch((1, 8, 8), 12, 10, seed=0)
+    model = build_model("classic", (1, 8, 8), 10, seed=0, backend="cpu")
+    model.compile(Adam(1e-3), SoftmaxCrossEntropy())
+    model.fit(x, y, batch_size=8, epochs=1, validation_data=(x[:4], y[:4]), progress=False, log=lambda s: None)
+    model.evaluate(x, y)
+    model.predict(x)
+    vgg = build_model("vgg-small", (1, 8, 8), 10, seed=0, backend="cpu")
+    vgg.compile(SGD(0.01, momentum=0.9), SoftmaxCrossEntropy())
+    train_step(vgg, x, y)
+    cpu.maxpool_forward(x, 3, 2)
+
+stats = {}
+for module in (cpu, blas):
+    for name, obj in vars(module).items():
+        if isinstance(obj, Dispatcher) and obj.targetoptions.get("inline") != "always":
+            s = obj.stats
+            stats[f"{module.__name__}.{name}"] = [sum(s.cache_hits.values()), sum(s.cache_misses.values())]
+print(json.dumps({"compiled": log.names, "stats": stats}))
+"""
+
+
+def run_child(cache_dir: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
+    env["NUMBA_CACHE_DIR"] = str(cache_dir)
+    proc = subprocess.run([sys.executable, "-c", CHILD], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_second_process_loads_every_kernel_from_the_cache(tmp_path):
+    cold = run_child(tmp_path)
+    # The cache folder started empty: the first process compiled the kernels and missed the cache.
+    assert {"_im2col_core", "gemm", "_adam_core"} <= set(cold["compiled"])
+    assert all(misses >= 1 for _, misses in cold["stats"].values()), cold["stats"]
+    assert any(Path(tmp_path).rglob("*.nbi")), "no cache index written"
+
+    warm = run_child(tmp_path)
+    assert warm["compiled"] == [], f"the warm process compiled {warm['compiled']}"
+    not_loaded = {name: hm for name, hm in warm["stats"].items() if hm[0] < 1 or hm[1] != 0}
+    assert not not_loaded, f"[cache hits, misses] of kernels not loaded from the cache: {not_loaded}"
+    assert set(warm["stats"]) == set(cold["stats"])

@@ -16,10 +16,11 @@ from scratchcnn.serialization import load_model
 from scratchcnn.train import main
 from scratchcnn.training import HISTORY_KEYS, Trainer
 
-# 10,000 real Fashion-MNIST images (9,000 after the validation split), 3 epochs, seed 0, batch 64:
-# a working network reaches 0.838 test accuracy (loss 0.45); with its convolutions' gradients
-# zeroed (dense layers still learning) it stops at 0.785 (loss 0.56). The floor sits between.
-LIMIT, EPOCHS, FLOOR, LOSS_CEILING = 10_000, 3, 0.82, 0.50
+# 20,000 real Fashion-MNIST images (18,000 after the validation split), 3 epochs, seed 0, batch 64:
+# a working network reaches 0.867 test accuracy (loss 0.367); with its convolutions' gradients
+# zeroed (the dense layers still learning on random features) it stops at 0.825 (loss 0.476).
+# The floor and the loss ceiling sit between the two.
+LIMIT, EPOCHS, FLOOR, LOSS_CEILING = 20_000, 3, 0.85, 0.42
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,8 @@ def test_the_floor_is_out_of_reach_without_convolution_gradients(data_dir, monke
     model.compile(Adam(1e-3), SoftmaxCrossEntropy())
     Trainer(model, batch_size=64, seed=0, progress=False, log=lambda _: None).fit(
         d.x_train, d.y_train, EPOCHS, (d.x_val, d.y_val))
-    assert model.evaluate(d.x_test, d.y_test)[1] < FLOOR - 0.02
+    loss, accuracy = model.evaluate(d.x_test, d.y_test)
+    assert accuracy < FLOOR - 0.015 and loss > LOSS_CEILING + 0.03
 
 
 def test_metrics_json_has_what_a_practitioner_looks_at(run):
@@ -76,7 +78,7 @@ def test_metrics_json_has_what_a_practitioner_looks_at(run):
     np.testing.assert_allclose(recall, np.diag(cm) / cm.sum(axis=1))
     assert m["macro_avg"]["f1"] == pytest.approx(np.mean([c["f1"] for c in m["per_class"]]))
     assert m["train_seconds"] > 0 and m["train_images_per_second"] > 0
-    assert m["train_images"] == 9_000 and m["val_images"] == 1_000
+    assert m["train_images"] == 18_000 and m["val_images"] == 2_000
 
 
 def test_history_csv_and_model_file(run, data_dir):

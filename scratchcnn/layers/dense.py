@@ -15,8 +15,8 @@ class Dense(Layer):
     Parameters
     ----------
     in_features, out_features : int
-    init : {"he", "glorot"}
-        Weight initialisation; "glorot" suits a final layer that feeds a softmax.
+    init : {"glorot", "he"}
+        Weight initialisation (``scratchcnn.init``); Glorot uniform is Keras' default.
     bias : bool
         Learn a bias (default); turn it off before batch normalisation.
     rng : numpy.random.Generator, optional
@@ -32,7 +32,7 @@ class Dense(Layer):
     (Goodfellow, Bengio & Courville, 2016, Deep Learning, Section 6.5.4, Algorithm 6.4).
     """
 
-    def __init__(self, in_features, out_features, init="he", bias=True, rng=None):
+    def __init__(self, in_features, out_features, init="glorot", bias=True, rng=None):
         super().__init__()
         for value, what in ((in_features, "in_features"), (out_features, "out_features")):
             if not isinstance(value, (int, np.integer)) or value < 1:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 import kernels
+from scratchcnn.errors import ConfigError
 from scratchcnn.layers import LAYER_CLASSES, Layer
 from scratchcnn.layers.fused import fuse_layers
 
@@ -110,6 +111,37 @@ class Sequential:
         for step in reversed(self._plan):
             dout = step.backward(dout)
         return dout
+
+    @property
+    def plan(self) -> list:
+        """The steps ``forward`` runs, in order: the layers, with fused blocks where fusion is on."""
+        return list(self._plan)
+
+    def train_step(self, x, y, stats=None):
+        """One step of mini-batch training: forward, loss, backward, optimizer update (as Keras' ``train_step``).
+
+        Parameters
+        ----------
+        x : (N, *input_shape) backend array, float32
+        y : (N,) backend array, int64
+        stats : backend float64 array (2,), optional
+            Where the loss writes ``[sum of the N losses, number correct]``.
+
+        Returns
+        -------
+        stats
+
+        Raises
+        ------
+        ConfigError
+            If the model is not compiled.
+        """
+        if self.optimizer is None or self.loss is None:
+            raise ConfigError("the model is not compiled: call model.compile(optimizer, loss) first")
+        stats = self.loss.forward(self.forward(x, training=True), y, stats=stats)
+        self.backward(self.loss.backward())
+        self.optimizer.step(self.parameters())
+        return stats
 
     def parameters(self):
         """Yield ``(key, param, grad)`` for every trainable array, keys like ``"conv2d_0.W"``."""

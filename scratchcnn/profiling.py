@@ -92,10 +92,7 @@ def train_step(model, x, y, stats=None):
     """
     _require_compiled(model, "train_step")
     stats = model.K.zeros((2,), np.float64) if stats is None else stats
-    model.loss.forward(model.forward(x, training=True), y, stats=stats)
-    model.backward(model.loss.backward())
-    model.optimizer.step(model.parameters())
-    return stats
+    return model.train_step(x, y, stats)
 
 
 @contextlib.contextmanager
@@ -205,7 +202,7 @@ def layer_profile(model, x, y, repeats: int = 10, warmup: int = 2) -> list[Layer
     if repeats < 1:
         raise ValueError(f"layer_profile needs repeats >= 1, got {repeats}")
     K = model.K
-    plan = model._plan  # the executed steps (fused or not), which the profile must follow
+    plan = model.plan  # the executed steps (fused or not), which the profile must follow
     xb, yb, stats = K.asarray(x), K.asarray(y), K.zeros((2,), np.float64)
     forward = np.zeros((repeats, len(plan) + 2))
     backward = np.zeros_like(forward)

@@ -235,7 +235,7 @@ class Trainer:
             if self.augment is not None:
                 xb = self.augment(xb, np.random.default_rng([self.seed, st.epoch, step]))
             model.optimizer.lr = learning_rate(self.lr_schedule, self.base_lr, st.epoch, step, steps, epochs)
-            self._train_step(K.asarray(xb), K.asarray(y[idx]), stats[step])
+            model.train_step(K.asarray(xb), K.asarray(y[idx]), stats[step])
             images += len(idx)
             st.step = step + 1
             if st.step - synced >= sync_every:
@@ -250,12 +250,6 @@ class Trainer:
         st.train_seconds += seconds
         st.train_images += images
 
-    def _train_step(self, xb, yb, stats_row):
-        model = self.model
-        logits = model.forward(xb, training=True)
-        model.loss.forward(logits, yb, stats=stats_row)
-        model.backward(model.loss.backward())
-        model.optimizer.step(model.parameters())
 
     def _sync(self, stats, start, stop, bar, n):
         """Fold steps [start, stop) into the epoch totals; check the loss is finite; update the bar."""

@@ -45,7 +45,7 @@ def test_two_sgd_steps_match_the_reference(data):
         history = Trainer(model, batch_size=4, seed=3, progress=False, log=lambda _: None).fit(x, y, 1)
         runs[backend] = (model, history)
     (ref, h0), (got, h1) = runs["numpy"], runs["cuda"]
-    assert isinstance(got._plan[0], ConvReLUPool)  # the fused path ran on the device
+    assert isinstance(got.plan[0], ConvReLUPool)  # the fused path ran on the device
     assert not isinstance(got.layers[0].params["W"], np.ndarray)  # weights stayed on the device
     assert h1["loss"][0] == pytest.approx(h0["loss"][0], rel=1e-5)
     assert h1["accuracy"][0] == h0["accuracy"][0]

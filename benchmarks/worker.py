@@ -126,6 +126,10 @@ class _Contender:
         from scratchcnn import profiling
 
         self.name, self.np, self.profiling = name, np, profiling
+        if name == "cpu":
+            # Before set_num_threads starts the OpenMP runtime, which reads OMP_WAIT_POLICY only then:
+            # kernels.numba_cpu's PASSIVE default must be in place by that moment.
+            import kernels.numba_cpu  # noqa: F401
         numba.set_num_threads(threads)
         self.x, self.y = workloads.default_batch()
         self.model = workloads.default_model("numpy" if name == "torch" else name)

@@ -1,12 +1,13 @@
-"""Figures of a run, drawn with matplotlib (Agg backend, no screen needed)."""
+"""Figures of a run, drawn with matplotlib.
+
+The functions return Figures and leave the backend alone, so they display inline in a
+notebook; with no screen, matplotlib picks its Agg backend by itself and ``save`` writes PNGs.
+"""
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.metrics import ConfusionMatrixDisplay
 
 __all__ = ["plot_curves", "plot_confusion_matrix", "plot_samples", "plot_filters", "plot_feature_maps",
            "save"]
@@ -44,11 +45,16 @@ def plot_confusion_matrix(confusion, class_names, title="Confusion matrix (test 
     return fig
 
 
-def plot_samples(images, y_true, y_pred, class_names, columns: int = 8):
-    """A grid of images titled "pred (true)"; mistakes in red with a red frame. images: (N, H, W)."""
+def plot_samples(images, y_true, y_pred, class_names, columns: int = 8,
+                 title="Test images: predicted class (mistakes in red, with the true class)"):
+    """A grid of images titled with the predicted class; mistakes in red, framed, with the true class.
+
+    images : (N, H, W) array; y_true, y_pred : (N,) int class indices. Returns the Figure.
+    """
     n = len(images)
     rows = int(np.ceil(n / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.85 * rows))
+    # 2.1 inches a row leaves room for the two-line title of a mistake above each image.
+    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 2.1 * rows))
     for ax in np.ravel(axes):
         ax.axis("off")
     for ax, img, t, p in zip(np.ravel(axes), images, y_true, y_pred):
@@ -63,7 +69,7 @@ def plot_samples(images, y_true, y_pred, class_names, columns: int = 8):
             for spine in ax.spines.values():
                 spine.set_color("red")
                 spine.set_linewidth(2)
-    fig.suptitle("Test images: predicted class (mistakes in red, with the true class)", fontsize=9)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
 

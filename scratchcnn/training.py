@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm  # the text bar: it needs no ipywidgets in a notebook
 
 from scratchcnn.errors import ConfigError, TrainingDiverged
 from scratchcnn.losses import SoftmaxCrossEntropy

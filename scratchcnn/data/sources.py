@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 
 import platformdirs
-from tqdm.auto import tqdm
+from tqdm import tqdm  # the text bar: it needs no ipywidgets in a notebook
 
 from scratchcnn.data.idx import read_idx
 from scratchcnn.data.registry import IdxDataset

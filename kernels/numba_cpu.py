@@ -19,12 +19,15 @@ from __future__ import annotations
 import math
 import os
 
-# OpenMP threads that spin while waiting for work steal the cores they share with any other
-# busy process (a second training run, a browser): measured here, one training step went from
-# 12 ms to 4 s on 2 loaded cores. Sleeping at once costs about 1 ms a step on an idle machine.
-# It must be set before Numba starts its OpenMP pool (at the first parallel call); the user's
-# own setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# How long an idle OpenMP thread spins before it sleeps. Spinning makes the next kernel start
+# at once; sleeping leaves the cores to other work. Measured here, training images/s of the
+# default network (2 cores, median of interleaved runs), alone / beside two busy processes:
+# libgomp's default 300,000 spins 5,758 / 924; 100,000: 5,660 / 1,232; 10,000: 5,472 / 1,770;
+# 0 (OMP_WAIT_POLICY=PASSIVE): about 4,300 / 2,017. 10,000 keeps 95% of the speed alone and
+# most of it on a busy machine. It must be set before Numba starts its OpenMP pool (at the
+# first parallel call); the user's own settings win.
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 import numba
 import numpy as np
@@ -106,7 +109,9 @@ def _im2col_core(x, kh, kw, stride, padding, h_out, w_out, cols):
                     dst[:lo] = 0
                     dst[hi:] = 0
                     # Slices start at 0, so the copy loop has no negative index and vectorises.
-                    src, inner = plane[ih, first:], dst[lo:hi]
+                    # (One assignment per view: a tuple of views made this kernel 50% slower.)
+                    src = plane[ih, first:]
+                    inner = dst[lo:hi]
                     if stride == 1:
                         for q in range(hi - lo):
                             inner[q] = src[q]
@@ -148,7 +153,8 @@ def _col2im_core(cols, kh, kw, stride, padding, h_out, w_out, dx):
                     ih = oh * stride + i - padding
                     if ih < 0 or ih >= h:
                         continue
-                    src, dst = row[oh * w_out + lo:oh * w_out + hi], plane[ih, first:]
+                    src = row[oh * w_out + lo:oh * w_out + hi]
+                    dst = plane[ih, first:]
                     if stride == 1:
                         for q in range(hi - lo):
                             dst[q] += src[q]
@@ -303,7 +309,8 @@ def _pool_forward_core(planes, channel_major, bias, relu, h, w, k, stride, out, 
         shift = bias[ch]
         for oh in range(h_out):
             top = src[oh * stride * w:]
-            out_row, arg_row = out[img, ch, oh], argmax[img, ch, oh]
+            out_row = out[img, ch, oh]
+            arg_row = argmax[img, ch, oh]
             for ow in range(w_out):
                 corner = ow * stride
                 best, arg = top[corner], 0
@@ -325,8 +332,10 @@ def _pool_forward_core_2x2(planes, channel_major, bias, relu, h, w, out, argmax)
         src = planes[_plane_index(img, ch, n, c, channel_major)]
         shift = bias[ch]
         for oh in range(h_out):
-            top, below = src[2 * oh * w:], src[(2 * oh + 1) * w:]
-            out_row, arg_row = out[img, ch, oh], argmax[img, ch, oh]
+            top = src[2 * oh * w:]
+            below = src[(2 * oh + 1) * w:]
+            out_row = out[img, ch, oh]
+            arg_row = argmax[img, ch, oh]
             for ow in range(w_out):
                 best, arg = top[2 * ow], 0
                 v = top[2 * ow + 1]

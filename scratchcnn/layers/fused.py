@@ -41,7 +41,9 @@ class ConvReLUPool:
         out, argmax, (h, w) = self._cache.pop("out"), self._cache.pop("argmax"), self._cache.pop("hw")
         dy, _ = conv.K.relu_pool_backward_cm(
             dout, argmax, out, h, w, pool.kernel_size, pool.stride,
-            dy=conv._buffer("dout_cm", (conv.out_channels, dout.shape[0] * h * w), dout.dtype),
+            # The GEMM output y is spent once pooled, so its memory takes the gradient: a step then
+            # touches fewer megabytes and more of them stay in the cache.
+            dy=conv._buffer("y", (conv.out_channels, dout.shape[0] * h * w), dout.dtype),
             db=conv.bias_grad_or_scratch(dout.dtype))
         return conv.gemm_backward(dy)
 

@@ -44,19 +44,12 @@ from numba import cuda
 
 from kernels import _hash
 from kernels import _launch
-from kernels._api import check_nchw, check_out, conv_output_size, gemm_shape
+from kernels._api import KERNELS, check_nchw, check_out, conv_output_size, gemm_shape
 from kernels._launch import THREADS, grid_1d
 
 name = "cuda"
 
-__all__ = [
-    "empty", "zeros", "asarray", "to_numpy", "synchronize",
-    "im2col", "col2im", "gemm", "bias_add_nchw", "bias_grad_nchw",
-    "conv_relu_pool_forward", "relu_pool_backward_cm", "bias_add", "bias_grad",
-    "relu_forward", "relu_backward", "maxpool_forward", "maxpool_backward",
-    "dropout_forward", "dropout_backward", "batchnorm_forward", "batchnorm_backward",
-    "softmax_xent_forward", "softmax_xent_backward", "adam_step", "sgd_step",
-]
+__all__ = list(KERNELS)  # the contract, kernels/_api.py
 
 _splitmix64 = cuda.jit(device=True)(_hash.splitmix64)
 
@@ -427,6 +420,31 @@ def _to_channel_major_k(dout, dout_cm):
 _SUM, _SQUARED_DEVIATION, _SUM_AND_PRODUCT = 0, 1, 2
 
 
+@cuda.jit(device=True)
+def _block_sum2(a, b):
+    """Sum two float64 values over the threads of a block; the totals are valid in thread 0.
+
+    A shared-memory tree of log2(blockDim) steps (Harris, 2007, "Optimizing
+    Parallel Reduction in CUDA", kernel 3): fixed order, so reproducible. The
+    block size must be a power of two no larger than ``THREADS``; every thread
+    of the block must call it (it synchronises the block).
+    """
+    tid = cuda.threadIdx.x
+    s0 = cuda.shared.array(THREADS, numba.float64)
+    s1 = cuda.shared.array(THREADS, numba.float64)
+    s0[tid] = a
+    s1[tid] = b
+    cuda.syncthreads()
+    half = cuda.blockDim.x // 2
+    while half > 0:
+        if tid < half:
+            s0[tid] += s0[tid + half]
+            s1[tid] += s1[tid + half]
+        cuda.syncthreads()
+        half //= 2
+    return s0[0], s1[0]
+
+
 @cuda.jit(cache=True)
 def _channel_partials_k(x, y, center, mode, chunk, partials):
     """Partial per-channel sums over (N, P) of an (N, C, P) array, in float64.
@@ -466,21 +484,10 @@ def _channel_partials_k(x, y, center, mode, chunk, partials):
         else:
             acc0 += v
             acc1 += v * y[img, ch, q]
-    s0 = cuda.shared.array(THREADS, numba.float64)
-    s1 = cuda.shared.array(THREADS, numba.float64)
-    s0[tid] = acc0
-    s1[tid] = acc1
-    cuda.syncthreads()
-    half = cuda.blockDim.x // 2
-    while half > 0:
-        if tid < half:
-            s0[tid] += s0[tid + half]
-            s1[tid] += s1[tid + half]
-        cuda.syncthreads()
-        half //= 2
+    total0, total1 = _block_sum2(acc0, acc1)
     if tid == 0:
-        partials[0, ch, piece] = s0[0]
-        partials[1, ch, piece] = s1[0]
+        partials[0, ch, piece] = total0
+        partials[1, ch, piece] = total1
 
 
 def _channel_partials(x3, mode, y3=None, center=None):
@@ -1025,21 +1032,10 @@ def _softmax_xent_forward_k(logits, labels, probs, stats):
         loss -= logits[row, label] - top - log_total
         if arg == label:
             correct += 1.0
-    s_loss = cuda.shared.array(THREADS, numba.float64)
-    s_correct = cuda.shared.array(THREADS, numba.float64)
-    s_loss[tid] = loss
-    s_correct[tid] = correct
-    cuda.syncthreads()
-    half = cuda.blockDim.x // 2
-    while half > 0:
-        if tid < half:
-            s_loss[tid] += s_loss[tid + half]
-            s_correct[tid] += s_correct[tid + half]
-        cuda.syncthreads()
-        half //= 2
+    total_loss, total_correct = _block_sum2(loss, correct)
     if tid == 0:
-        stats[0] = s_loss[0]
-        stats[1] = s_correct[0]
+        stats[0] = total_loss
+        stats[1] = total_correct
 
 
 def softmax_xent_forward(logits, labels, probs=None, stats=None):

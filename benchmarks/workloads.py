@@ -2,7 +2,7 @@
 
 The default network is the CLI's ``--model classic`` on 28x28 images:
 Conv(1->32, 3x3) - ReLU - MaxPool 2 - Conv(32->64, 3x3) - ReLU - MaxPool 2 - Flatten -
-Dense(1600->128) - ReLU - Dropout 0.5 - Dense(128->10), trained with Adam (lr 1e-3)
+Dense(1600->128) - ReLU - Dropout 0.25 - Dense(128->10), trained with Adam (lr 1e-3)
 on the mean softmax cross-entropy (225,034 parameters).
 """
 from __future__ import annotations

@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # The work of a short training run on the cpu backend, in float32: the default
 # network through Trainer (fit with validation, evaluate, predict), the VGG-style
 # preset for one SGD step (BatchNorm, unfused Conv/ReLU/MaxPool), and a 3x3 pooling
-# window (the general pooling loop). Prints what Numba compiled and loaded.
+# window forward and backward (the general pooling loops; 2x2 windows take their own
+# backward loop). Prints what Numba compiled and loaded.
 CHILD = r"""
 import json
 import numpy as np
@@ -46,7 +47,8 @@ with CompileLog() as log:
     vgg = build_model("vgg-small", (1, 8, 8), 10, seed=0, backend="cpu")
     vgg.compile(SGD(0.01, momentum=0.9), SoftmaxCrossEntropy())
     train_step(vgg, x, y)
-    cpu.maxpool_forward(x, 3, 2)
+    pooled, argmax = cpu.maxpool_forward(x, 3, 2)
+    cpu.maxpool_backward(pooled, argmax, x.shape, 3, 2)
 
 stats = {}
 for module in (cpu, blas):

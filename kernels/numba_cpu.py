@@ -395,49 +395,14 @@ def _pool_backward_core(dout, argmax, out, relu, h, w, k, stride, channel_major,
         db[ch] = total
 
 
-@njit(**_PAR)
-def _pool_backward_core_2x2(dout, argmax, out, relu, h, w, channel_major, planes, db):
-    # The same for 2x2 windows with stride 2, which never overlap: every pixel a window covers
-    # is written exactly once (the gradient or 0), so no separate zeroing pass is needed.
-    n, c, h_out, w_out = dout.shape
-    for ch in prange(c):
-        total = 0.0
-        for img in range(n):
-            dst = planes[_plane_index(img, ch, n, c, channel_major)]
-            for oh in range(h_out):
-                top = dst[2 * oh * w:]
-                below = dst[(2 * oh + 1) * w:]
-                for ow in range(w_out):
-                    g = dout[img, ch, oh, ow]
-                    if relu and out[img, ch, oh, ow] <= 0:
-                        g = 0  # the ReLU was clipped: no gradient
-                    a = argmax[img, ch, oh, ow]
-                    top[2 * ow] = g if a == 0 else 0
-                    top[2 * ow + 1] = g if a == 1 else 0
-                    below[2 * ow] = g if a == 2 else 0
-                    below[2 * ow + 1] = g if a == 3 else 0
-                    total += g
-                top[2 * w_out:w] = 0  # an odd last column belongs to no window
-                below[2 * w_out:w] = 0
-            dst[2 * h_out * w:] = 0  # nor does an odd last row
-        db[ch] = total
-
-
-def _pool_backward(dout, argmax, out, relu, h, w, k, stride, channel_major, planes, db):
-    if k == 2 and stride == 2:
-        _pool_backward_core_2x2(dout, argmax, out, relu, h, w, channel_major, planes, db)
-    else:
-        _pool_backward_core(dout, argmax, out, relu, h, w, k, stride, channel_major, planes, db)
-
-
 def maxpool_backward(dout, argmax, x_shape, kernel_size, stride, out=None):
     """Route gradients to the window maxima; see ``numpy_ref.maxpool_backward``."""
     n, c, h, w = (int(s) for s in x_shape)
     if out is None:
         out = np.empty((n, c, h, w), dout.dtype)
     check_out(out, (n, c, h, w), dout.dtype, "maxpool_backward out")
-    _pool_backward(dout, argmax, dout, False, h, w, kernel_size, stride, False,
-                   out.reshape(n * c, h * w), np.empty(c, dout.dtype))
+    _pool_backward_core(dout, argmax, dout, False, h, w, kernel_size, stride, False,
+                        out.reshape(n * c, h * w), np.empty(c, dout.dtype))
     return out
 
 
@@ -452,7 +417,8 @@ def relu_pool_backward_cm(dout, argmax, out, h, w, kernel_size, stride, dy=None,
     if db is None:
         db = np.empty(c, dout.dtype)
     check_out(dy, (c, n * h * w), dout.dtype, "relu_pool_backward_cm dy")
-    _pool_backward(dout, argmax, out, True, h, w, kernel_size, stride, True, dy.reshape(c * n, h * w), db)
+    _pool_backward_core(dout, argmax, out, True, h, w, kernel_size, stride, True,
+                        dy.reshape(c * n, h * w), db)
     return dy, db
 
 

@@ -84,14 +84,18 @@ def test_pooling_and_fused_block(backend, k, stride, shape, rng):
     np.testing.assert_array_equal(got_out, out)
     np.testing.assert_array_equal(got_arg, arg)
     dout = rng.standard_normal(out.shape).astype(np.float32)
-    close(K.maxpool_backward(dout, arg, x.shape, k, stride), R.maxpool_backward(dout, arg, x.shape, k, stride))
+    # Output buffers are reused across steps: start them as NaN so a pixel left unwritten fails.
+    stale = np.full(shape, np.nan, np.float32)
+    close(K.maxpool_backward(dout, arg, x.shape, k, stride, out=stale),
+          R.maxpool_backward(dout, arg, x.shape, k, stride))
     y = rng.standard_normal((c, n * h * w)).astype(np.float32)
     b = rng.standard_normal(c).astype(np.float32)
     out, arg = R.conv_relu_pool_forward(y, b, n, h, w, k, stride)
     got_out, got_arg = K.conv_relu_pool_forward(y, b, n, h, w, k, stride)
     np.testing.assert_array_equal(got_out, out)
     np.testing.assert_array_equal(got_arg, arg)
-    for got, want in zip(K.relu_pool_backward_cm(dout, arg, out, h, w, k, stride),
+    stale_dy, stale_db = np.full((c, n * h * w), np.nan, np.float32), np.full(c, np.nan, np.float32)
+    for got, want in zip(K.relu_pool_backward_cm(dout, arg, out, h, w, k, stride, dy=stale_dy, db=stale_db),
                          R.relu_pool_backward_cm(dout, arg, out, h, w, k, stride)):
         close(got, want)
 

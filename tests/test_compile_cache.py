@@ -22,8 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # The work of a short training run on the cpu backend, in float32: the default
 # network through Trainer (fit with validation, evaluate, predict), the VGG-style
 # preset for one SGD step (BatchNorm, unfused Conv/ReLU/MaxPool), and a 3x3 pooling
-# window forward and backward (the general pooling loops; 2x2 windows take their own
-# backward loop). Prints what Numba compiled and loaded.
+# window forward and backward (overlapping windows). Prints what Numba compiled and loaded.
 CHILD = r"""
 import json
 import numpy as np

@@ -1,0 +1,337 @@
+"""How a trained network sees an image: feature maps, saliency, and how one number is computed.
+
+Everything here runs the model's own layers one at a time in inference mode
+(``training=False``), so it shows the function the network computes whatever
+execution plan ``Sequential`` uses for speed (a fused Conv-ReLU-MaxPool step
+never materialises the ReLU output; this path does). Each result is a host copy:
+layers reuse their buffers between calls, and a copy stays valid afterwards.
+
+The model itself is not thread-safe (its layers cache their last forward pass and
+reuse buffers): call these functions on one model from one thread at a time
+(``scratchcnn.serve`` keeps a lock per model copy).
+
+==========================  =======================================================
+function                    what
+==========================  =======================================================
+``trace``                   every layer's output for an input (host copies)
+``feature_maps``            each convolution's output after its ReLU, by conv name
+``saliency``                d(class logit)/d(input pixels) by the layers' backward
+``conv_unit_breakdown``     one conv output: patch, kernels, products, sum, bias, ReLU
+``pool_unit_breakdown``     one max-pool output: its window and which input won
+==========================  =======================================================
+
+References
+----------
+Simonyan, Vedaldi & Zisserman (2014), "Deep Inside Convolutional Networks:
+Visualising Image Classification Models and Saliency Maps", ICLR workshop, Section 3.
+Wang et al. (2020), "CNN Explainer: Learning Convolutional Neural Networks with
+Interactive Visualization", IEEE VIS (the per-unit breakdown).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from scratchcnn.layers import BatchNorm1D, BatchNorm2D, Conv2D, Dropout, MaxPool2D, ReLU
+
+__all__ = ["Trace", "trace", "feature_maps", "saliency", "conv_unit_breakdown", "pool_unit_breakdown"]
+
+# Layers that act on each value (or channel) separately: between a convolution and its ReLU they
+# keep the spatial layout, so a conv pixel's value can be followed through them.
+_ELEMENTWISE = (BatchNorm2D, ReLU, Dropout)
+
+
+@dataclass
+class Trace:
+    """The result of ``trace``: one inference pass, every layer's output kept.
+
+    Attributes
+    ----------
+    x : ndarray, shape (N, C, H, W), the model's dtype: the input as the model saw it
+    names : list of str, the layer names (``model.layers[i].name``), in order
+    outputs : list of ndarray, host copies; ``outputs[i]`` is layer ``i``'s output
+        (``(N, C, H, W)`` for spatial layers, ``(N, F)`` after ``Flatten``)
+    """
+
+    x: np.ndarray
+    names: list
+    outputs: list
+
+    @property
+    def logits(self) -> np.ndarray:
+        """The last layer's output, (N, num_classes)."""
+        return self.outputs[-1]
+
+    def index(self, name: str) -> int:
+        """Position of layer ``name``; raise KeyError listing the names if there is none."""
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise KeyError(f"no layer named {name!r}; the model's layers are {', '.join(self.names)}") from None
+
+    def input_of(self, name: str) -> np.ndarray:
+        """What layer ``name`` received: the previous layer's output, or ``x`` for the first."""
+        i = self.index(name)
+        return self.x if i == 0 else self.outputs[i - 1]
+
+
+def _dtype(model):
+    """The dtype of the model's parameters (float32 unless it was moved with ``to(dtype=...)``)."""
+    for layer in model.layers:
+        for value in layer.params.values():
+            return np.dtype(value.dtype)
+    return np.dtype(np.float32)
+
+
+def _batch(model, x) -> np.ndarray:
+    """``x`` as an (N, C, H, W) host array of the model's dtype; one image (C, H, W) gets N = 1."""
+    x = np.asarray(x)
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4:
+        raise ValueError(f"expected an image (C, H, W) or a batch (N, C, H, W), got shape {x.shape}")
+    return np.ascontiguousarray(x, dtype=_dtype(model))
+
+
+def _forward(model, x: np.ndarray, keep: bool) -> tuple[list, object]:
+    """Run the layers one by one in inference mode; return host copies of the outputs (if ``keep``)
+    and the last output as a backend array. Each layer caches what its backward pass needs."""
+    K = model.K
+    out, outputs = K.asarray(x), []
+    for layer in model.layers:
+        out = layer.forward(out, training=False)
+        if keep:
+            outputs.append(np.array(K.to_numpy(out)))
+    return outputs, out
+
+
+def trace(model, x) -> Trace:
+    """Run ``model`` on ``x`` layer by layer in inference mode, keeping every layer's output.
+
+    Parameters
+    ----------
+    model : Sequential
+    x : ndarray, float, shape (N, C, H, W) or (C, H, W), already preprocessed
+        (standardised, as ``scratchcnn.predict.prepare_image`` returns)
+
+    Returns
+    -------
+    Trace; its logits equal ``model.forward(x, training=False)`` (the same kernels).
+    """
+    x = _batch(model, x)
+    outputs, _ = _forward(model, x, keep=True)
+    return Trace(x, [layer.name for layer in model.layers], outputs)
+
+
+def _activation_after(model, i: int) -> int:
+    """Index of the ReLU that ends the elementwise run after layer ``i`` (a conv), or -1 if none."""
+    for j in range(i + 1, len(model.layers)):
+        if isinstance(model.layers[j], ReLU):
+            return j
+        if not isinstance(model.layers[j], _ELEMENTWISE):
+            return -1
+    return -1
+
+
+def feature_maps(model, x=None, traced: Trace | None = None) -> dict[str, np.ndarray]:
+    """The output of every convolution after its ReLU, keyed by the convolution's name.
+
+    For ``Conv2D - ReLU`` that is the ReLU's output; for ``Conv2D - BatchNorm2D - ReLU``
+    (vgg-small) the output of the ReLU after the normalisation. A convolution that no
+    ReLU follows directly maps to its own output.
+
+    Parameters
+    ----------
+    model : Sequential
+    x : ndarray, shape (N, C, H, W) or (C, H, W), preprocessed; or None when ``traced`` is given
+    traced : Trace, optional, a ``trace(model, x)`` to reuse
+
+    Returns
+    -------
+    dict ``{"conv2d_0": (N, C_out, H_out, W_out), ...}`` in layer order, host arrays of the
+    model's dtype, every value >= 0 where a ReLU follows.
+    """
+    traced = traced if traced is not None else trace(model, x)
+    maps = {}
+    for i, layer in enumerate(model.layers):
+        if isinstance(layer, Conv2D):
+            j = _activation_after(model, i)
+            maps[layer.name] = traced.outputs[j if j >= 0 else i]
+    return maps
+
+
+def _batchnorm_eval_backward(layer, dout, K):
+    """dL/dx of inference-mode batch normalisation, ``y = gamma * (x - mean) / sqrt(var + eps) + beta``
+    with the running statistics: a per-channel scale, so ``dx = dout * gamma / sqrt(var + eps)``.
+    (The layer's own backward is the training-mode one, which also differentiates the batch statistics.)"""
+    d = np.array(K.to_numpy(dout))
+    gamma = np.asarray(K.to_numpy(layer.params["gamma"]), d.dtype)
+    var = np.asarray(K.to_numpy(layer.buffers["running_var"]), d.dtype)
+    scale = gamma / np.sqrt(var + d.dtype.type(layer.eps))
+    shape = (1, -1) + (1,) * (d.ndim - 2)
+    return K.asarray(d * scale.reshape(shape))
+
+
+def saliency(model, x, target=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The gradient of a class logit with respect to the input pixels (a saliency map).
+
+    One inference-mode forward pass through the layers, then each layer's own
+    hand-written ``backward`` in reverse order, starting from a one-hot gradient
+    on the chosen logit. The magnitude ``|grad|`` (its maximum over channels, as
+    the paper does for colour) shows which pixels would change that class's score
+    most (Simonyan et al., 2014, Section 3.1). The gradient of the logit, not of
+    the probability, so other classes do not enter it.
+
+    Parameters
+    ----------
+    model : Sequential (left as it was: ``requires_input_grad`` is restored)
+    x : ndarray, shape (N, C, H, W) or (C, H, W), preprocessed (standardised)
+    target : int, sequence of N ints, or None
+        The class whose logit is differentiated, per image; None: each image's top class.
+
+    Returns
+    -------
+    grad : ndarray, shape (N, C, H, W), the model's dtype: d logit[n, target[n]] / d x[n]
+        (with respect to the standardised input; divide by ``255 * std`` for raw grey levels)
+    target : ndarray, int64, shape (N,)
+    logits : ndarray, shape (N, num_classes)
+
+    Raises
+    ------
+    ValueError
+        If ``x`` has the wrong rank or a target is not a class index.
+    """
+    x = _batch(model, x)
+    K = model.K
+    outputs, out = _forward(model, x, keep=False)
+    logits = np.array(K.to_numpy(out))
+    n, classes = logits.shape
+    target = (logits.argmax(axis=1) if target is None
+              else np.broadcast_to(np.asarray(target, np.int64), (n,)).copy())
+    if target.min() < 0 or target.max() >= classes:
+        raise ValueError(f"target {target.tolist()} out of range: the model has {classes} classes")
+    seed = np.zeros_like(logits)
+    seed[np.arange(n), target] = 1
+    first = model.layers[0]
+    old = first.requires_input_grad
+    first.requires_input_grad = True
+    try:
+        dout = K.asarray(seed)
+        for layer in reversed(model.layers):
+            if isinstance(layer, (BatchNorm1D, BatchNorm2D)):
+                layer._cache.clear()  # the forward pass cached training-mode terms this path does not use
+                dout = _batchnorm_eval_backward(layer, dout, K)
+            else:
+                dout = layer.backward(dout)
+        grad = np.array(K.to_numpy(dout))
+    finally:
+        first.requires_input_grad = old
+    return grad, target, logits
+
+
+def _unit(traced: Trace, name: str, image: int, channel: int, row: int, col: int) -> np.ndarray:
+    """Check that (image, channel, row, col) is inside layer ``name``'s output; return that output."""
+    out = traced.outputs[traced.index(name)]
+    if out.ndim != 4:
+        raise ValueError(f"layer {name!r} has no spatial output (shape {out.shape[1:]})")
+    for value, size, what in ((image, out.shape[0], "image"), (channel, out.shape[1], "channel"),
+                              (row, out.shape[2], "row"), (col, out.shape[3], "col")):
+        if not 0 <= value < size:
+            raise ValueError(f"{name}: {what} {value} out of range [0, {size})")
+    return out
+
+
+def conv_unit_breakdown(model, traced: Trace, name: str, channel: int, row: int, col: int,
+                        image: int = 0) -> dict:
+    """How convolution ``name`` computed its output at (channel, row, col), step by step.
+
+    ``out[c, r, q] = sum over (i, u, v) of patch[i, u, v] * W[c, i, u, v] + b[c]`` with
+    ``patch = x_padded[:, r*stride : r*stride + kH, q*stride : q*stride + kW]``; then the
+    elementwise layers up to the ReLU (batch normalisation where the model has it).
+
+    Parameters
+    ----------
+    model : Sequential
+    traced : Trace of ``model`` (``trace(model, x)``)
+    name : str, a Conv2D layer's name, e.g. "conv2d_0"
+    channel, row, col : int, the output unit (pixels of the conv's output map)
+    image : int, which image of the batch
+
+    Returns
+    -------
+    dict with (host arrays in float64, so the sums are exact to print):
+        ``patch`` (C_in, kH, kW): the input window (zeros where it lies in the padding);
+        ``origin`` (row, col) of the window's top-left in the unpadded input (may be negative);
+        ``kernels`` (C_in, kH, kW): ``W[channel]``; ``products`` = patch * kernels;
+        ``channel_sums`` (C_in,): products summed per input channel; ``sum``: their total;
+        ``bias``: ``b[channel]`` (0 without bias); ``output``: sum + bias;
+        ``framework_output``: the layer's own output there (equal to ``output`` up to rounding);
+        ``after``: list of ``(layer name, class name, value)`` for the elementwise layers
+        (BatchNorm2D, ReLU) that follow, ending with the value the feature map shows.
+
+    Raises
+    ------
+    KeyError if there is no layer ``name``; ValueError if it is not a Conv2D or a coordinate
+    is out of range.
+    """
+    i = traced.index(name)
+    layer = model.layers[i]
+    if not isinstance(layer, Conv2D):
+        raise ValueError(f"layer {name!r} is a {type(layer).__name__}, not a Conv2D")
+    out = _unit(traced, name, image, channel, row, col)
+    x = traced.input_of(name)[image].astype(np.float64)
+    kh, kw = layer.kernel_size
+    s, p = layer.stride, layer.padding
+    padded = np.pad(x, ((0, 0), (p, p), (p, p)))
+    patch = padded[:, row * s:row * s + kh, col * s:col * s + kw]
+    kernels = np.asarray(model.K.to_numpy(layer.params["W"]), np.float64)[channel]
+    bias = float(np.asarray(model.K.to_numpy(layer.params["b"]))[channel]) if layer.bias else 0.0
+    products = patch * kernels
+    channel_sums = products.sum(axis=(1, 2))
+    total = float(channel_sums.sum())
+    after = []
+    j = _activation_after(model, i)
+    for k in range(i + 1, j + 1):
+        after.append((traced.names[k], type(model.layers[k]).__name__,
+                      float(traced.outputs[k][image, channel, row, col])))
+    return {"layer": name, "channel": channel, "row": row, "col": col, "stride": s, "padding": p,
+            "origin": (row * s - p, col * s - p), "patch": patch, "kernels": kernels,
+            "products": products, "channel_sums": channel_sums, "sum": total, "bias": bias,
+            "output": total + bias, "framework_output": float(out[image, channel, row, col]),
+            "after": after}
+
+
+def pool_unit_breakdown(model, traced: Trace, name: str, channel: int, row: int, col: int,
+                        image: int = 0) -> dict:
+    """Which input won max-pool ``name``'s output at (channel, row, col).
+
+    Parameters
+    ----------
+    model, traced, image : as for ``conv_unit_breakdown``
+    name : str, a MaxPool2D layer's name, e.g. "maxpool2d_0"
+    channel, row, col : int, the output unit
+
+    Returns
+    -------
+    dict with ``window`` (k, k) float64: the input values the window covers;
+    ``origin`` (row, col) of its top-left in the pool's input; ``winner`` (u, v): the
+    argmax inside the window (the first in row-major order on ties, as the backward pass
+    routes the gradient); ``output``: the max; ``framework_output``: the layer's own output.
+
+    Raises
+    ------
+    KeyError if there is no layer ``name``; ValueError if it is not a MaxPool2D or a
+    coordinate is out of range.
+    """
+    i = traced.index(name)
+    layer = model.layers[i]
+    if not isinstance(layer, MaxPool2D):
+        raise ValueError(f"layer {name!r} is a {type(layer).__name__}, not a MaxPool2D")
+    out = _unit(traced, name, image, channel, row, col)
+    k, s = layer.kernel_size, layer.stride
+    window = traced.input_of(name)[image, channel, row * s:row * s + k, col * s:col * s + k].astype(np.float64)
+    u, v = np.unravel_index(int(np.argmax(window)), window.shape)
+    return {"layer": name, "channel": channel, "row": row, "col": col, "origin": (row * s, col * s),
+            "window": window, "winner": (int(u), int(v)), "output": float(window[u, v]),
+            "framework_output": float(out[image, channel, row, col])}

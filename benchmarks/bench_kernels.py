@@ -79,12 +79,12 @@ def _conv_cases(tag, c_in, h, c_out):
         dout, db, dcm = K.asarray(_rand(rng, B, c_out, ho, ho)), K.empty((c_out,)), K.empty((c_out, p))
         return lambda: K.bias_grad_nchw(dout, db=db, dout_cm=dcm)
 
-    def relu_pool_backward_cm(K, rng):
+    def conv_relu_pool_backward(K, rng):
         out, arg = kernels.get("numpy").conv_relu_pool_forward(_rand(rng, c_out, p), _rand(rng, c_out),
                                                                B, ho, ho, 2, 2)
         dout, out, arg = K.asarray(_rand(rng, B, c_out, po, po)), K.asarray(out), K.asarray(arg)
         dy, db = K.empty((c_out, p)), K.empty((c_out,))
-        return lambda: K.relu_pool_backward_cm(dout, arg, out, ho, ho, 2, 2, dy=dy, db=db)
+        return lambda: K.conv_relu_pool_backward(dout, arg, out, ho, ho, 2, 2, dy=dy, db=db)
 
     def gemm_dW(K, rng):  # dW = dout_cm @ cols.T
         dcm, cols, dw = K.asarray(_rand(rng, c_out, p)), K.asarray(_rand(rng, rows, p)), K.empty((c_out, rows))
@@ -99,7 +99,7 @@ def _conv_cases(tag, c_in, h, c_out):
         return lambda: K.col2im(dcols, (B, c_in, h, h), 3, 3, 1, 0, out=dx)
 
     cases = [im2col, gemm, bias_add_nchw, relu_forward, maxpool_forward, conv_relu_pool_forward,
-             maxpool_backward, relu_backward, bias_grad_nchw, relu_pool_backward_cm, gemm_dW]
+             maxpool_backward, relu_backward, bias_grad_nchw, conv_relu_pool_backward, gemm_dW]
     if tag != "conv1":  # the first layer's input is data: no input gradient
         cases += [gemm_dcols, col2im]
     return {f"{tag}.{fn.__name__}": fn for fn in cases}

@@ -38,7 +38,8 @@ class Worker:
 
     ``omp_wait_policy`` ("passive", "active") sets ``OMP_WAIT_POLICY`` for the worker;
     by default it is unset, so each framework runs with its own default (scratchcnn's
-    cpu backend sets GOMP_SPINCOUNT=10000 itself, PyTorch keeps the OpenMP default).
+    cpu worker sets GOMP_SPINCOUNT=10000 as its command-line tools do, PyTorch keeps
+    the OpenMP default).
 
     Raises
     ------
@@ -52,7 +53,7 @@ class Worker:
         self.contender, self.threads = contender, threads
         env = {**os.environ, **thread_env(threads)}
         # Each framework with its own default, unless one policy is asked for: this process may
-        # hold the GOMP_SPINCOUNT that kernels.numba_cpu sets for itself, which PyTorch must not inherit.
+        # hold the GOMP_SPINCOUNT that scratchcnn's tools set for themselves, which PyTorch must not inherit.
         env.pop("OMP_WAIT_POLICY", None)
         env.pop("GOMP_SPINCOUNT", None)
         if omp_wait_policy:
@@ -113,7 +114,7 @@ class _Contender:
 
     def __init__(self, name: str, threads: int):
         if name == "torch":
-            # First, before scratchcnn's cpu backend can set GOMP_SPINCOUNT: PyTorch's own
+            # First, so that it loads without scratchcnn's GOMP_SPINCOUNT: PyTorch's own
             # OpenMP runtime reads it when it loads, and must start as a PyTorch user's would.
             import torch
 
@@ -129,8 +130,10 @@ class _Contender:
         self.name, self.np, self.profiling = name, np, profiling
         if name == "cpu":
             # Before set_num_threads starts the OpenMP runtime, which reads its settings only then:
-            # kernels.numba_cpu's GOMP_SPINCOUNT default must be in place by that moment.
-            import kernels.numba_cpu  # noqa: F401
+            # the GOMP_SPINCOUNT default of scratchcnn's command-line tools must be in place by that moment.
+            from scratchcnn.cli import set_openmp_defaults
+
+            set_openmp_defaults()
         numba.set_num_threads(threads)
         self.x, self.y = workloads.default_batch()
         self.model = workloads.default_model("numpy" if name == "torch" else name)
@@ -161,7 +164,7 @@ class _Contender:
         if self.name == "torch":
             info.update(torch=self.torch.__version__, torch_threads=self.torch.get_num_threads(),
                         omp_wait_policy=self.omp_wait_policy)
-        if self.name == "cpu":  # kernels.numba_cpu sets GOMP_SPINCOUNT for itself unless given a policy
+        if self.name == "cpu":  # set_openmp_defaults sets GOMP_SPINCOUNT unless given a policy
             info.update(threading_layer=numba.threading_layer(),
                         omp_wait_policy=os.environ.get("OMP_WAIT_POLICY", "unset"),
                         gomp_spincount=os.environ.get("GOMP_SPINCOUNT", "unset"))

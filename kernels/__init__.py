@@ -1,7 +1,8 @@
-"""Compute kernels of scratchcnn, and the one place that picks the backend.
+"""Compute kernels of scratchcnn: the contract, three backends, and how a backend is found.
 
-Three backends define the same functions with the same signatures (see
-``kernels._api.KERNELS``):
+Three backends define the same functions with the same signatures and describe
+themselves with the same attributes (the contract: ``kernels.api``, whose names
+this package re-exports):
 
 =========  ======================  ===============================================
 name       module                  what it is
@@ -11,9 +12,11 @@ name       module                  what it is
 ``cuda``   ``kernels.numba_cuda``  ``numba.cuda`` kernels on device arrays
 =========  ======================  ===============================================
 
-Which backend: the name passed to ``get``/``use``, else the environment variable
-``SCRATCHCNN_BACKEND``, else the fastest one available (``cuda`` with a real GPU,
-then ``cpu`` when Numba imports, then ``numpy``).
+Each backend is a package split by topic (``gemm``, ``conv``, ``pool``,
+``activation``, ``norm``, ``loss``, ``optim``) whose ``__init__`` re-exports
+every kernel. Which backend: the name passed to ``get``, else the environment
+variable ``SCRATCHCNN_BACKEND``, else the fastest one available (``cuda`` with a
+real GPU, then ``cpu`` when Numba imports, then ``numpy``).
 
 >>> import numpy as np, kernels
 >>> K = kernels.get("numpy")
@@ -27,15 +30,16 @@ import importlib.util
 import os
 from types import ModuleType
 
-__all__ = ["BACKENDS", "BackendUnavailable", "available", "get", "use", "default_name"]
+from kernels.api import CAPABILITIES, KERNELS, check_nchw, check_out, conv_output_size, gemm_shape
+
+__all__ = ["BACKENDS", "BackendUnavailable", "available", "get", "default_name",
+           "KERNELS", "CAPABILITIES", "conv_output_size", "check_nchw", "check_out", "gemm_shape"]
 
 BACKENDS = {
     "numpy": "kernels.numpy_ref",
     "cpu": "kernels.numba_cpu",
     "cuda": "kernels.numba_cuda",
 }
-
-_chosen: str | None = None
 
 
 class BackendUnavailable(RuntimeError):
@@ -76,9 +80,7 @@ def available() -> list[str]:
 
 
 def default_name() -> str:
-    """The backend used when none is named: ``use()``, then $SCRATCHCNN_BACKEND, then the fastest."""
-    if _chosen is not None:
-        return _chosen
+    """The backend used when none is named: $SCRATCHCNN_BACKEND, then the fastest available."""
     env = os.environ.get("SCRATCHCNN_BACKEND")
     if env:
         return env
@@ -109,10 +111,3 @@ def get(name: str | None = None) -> ModuleType:
         raise BackendUnavailable(f"backend {name!r} is not available: {problem}")
     return importlib.import_module(BACKENDS[name])
 
-
-def use(name: str | None) -> ModuleType:
-    """Make ``name`` the process-wide default backend (``None`` restores the automatic choice)."""
-    global _chosen
-    module = get(name) if name else None
-    _chosen = name
-    return module

@@ -79,7 +79,7 @@ class Sequential:
         self.K = kernels.get(backend) if backend is None or isinstance(backend, str) else backend
         for layer in self.layers:
             layer.to(self.K, dtype)
-        fuse = self.K.name != "numpy" if self.fuse is None else self.fuse
+        fuse = self.K.FUSE_BY_DEFAULT if self.fuse is None else self.fuse
         self._plan = fuse_layers(self.layers) if fuse else list(self.layers)
         for part in (getattr(self, "optimizer", None), getattr(self, "loss", None)):
             if part is not None:

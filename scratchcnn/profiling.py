@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kernels._api import KERNELS
+from kernels.api import KERNELS
 from scratchcnn.errors import ConfigError
 
 __all__ = ["synthetic_batch", "time_calls", "train_step", "preserved", "training_throughput",

@@ -5,13 +5,11 @@ import csv
 import io
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 
-matplotlib.use("Agg")  # the command-line tools only write PNG files, with or without a screen
-from scratchcnn import metrics, plots  # noqa: E402
-from scratchcnn.fileio import atomic_write_text, write_json  # noqa: E402
-from scratchcnn.training import HISTORY_KEYS, evaluate, predict_logits  # noqa: E402
+from scratchcnn import metrics, plots
+from scratchcnn.fileio import atomic_write_text, write_json
+from scratchcnn.training import HISTORY_KEYS, evaluate, predict_logits
 
 __all__ = ["write_history_csv", "evaluate_and_report", "SAMPLE_COUNT"]
 

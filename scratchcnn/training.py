@@ -223,7 +223,7 @@ class Trainer:
         order = np.random.default_rng([self.seed, st.epoch]).permutation(n)
         stats = K.zeros((steps, 2), np.float64)
         x_batch = np.empty((self.batch_size,) + x.shape[1:], x.dtype)
-        sync_every = 1 if K.name != "cuda" else 50  # a GPU reports only now and then
+        sync_every = K.SYNC_EVERY  # a GPU reports only now and then: reading drains its queue
         bar = tqdm(total=steps, initial=st.step, desc=f"epoch {st.epoch + 1}/{epochs}",
                    disable=not self.progress, leave=False, unit="batch")
         t0, images, synced = time.perf_counter(), 0, st.step

@@ -9,7 +9,7 @@ import pytest
 
 import kernels
 from kernels import numpy_ref as R
-from kernels._api import KERNELS, conv_output_size
+from kernels.api import CAPABILITIES, KERNELS, conv_output_size
 from tests.conftest import host_backends
 
 COMPILED = [b for b in host_backends() if b != "numpy"]
@@ -43,6 +43,17 @@ def test_every_backend_module_has_the_same_signatures():
             assert hasattr(module, name), f"{module_name} lacks {name}"
             assert inspect.signature(getattr(module, name)) == reference[name], f"{module_name}.{name}"
         assert sorted(module.__all__) == sorted(KERNELS), module_name
+
+
+def test_every_backend_describes_itself_with_the_same_capabilities():
+    """Code outside kernels/ asks a backend what it can do through these attributes, never by its name."""
+    assert sorted(R.__all__) == sorted(KERNELS)
+    for module_name in kernels.BACKENDS.values():
+        module = importlib.import_module(module_name)
+        for attr in CAPABILITIES:
+            assert hasattr(module, attr), f"{module_name} lacks {attr}"
+        assert isinstance(module.SYNC_EVERY, int) and module.SYNC_EVERY >= 1
+        assert isinstance(module.FUSE_BY_DEFAULT, bool) and isinstance(module.COMPILES, bool)
 
 
 @pytest.mark.parametrize("backend", COMPILED)
@@ -95,8 +106,8 @@ def test_pooling_and_fused_block(backend, k, stride, shape, rng):
     np.testing.assert_array_equal(got_out, out)
     np.testing.assert_array_equal(got_arg, arg)
     stale_dy, stale_db = np.full((c, n * h * w), np.nan, np.float32), np.full(c, np.nan, np.float32)
-    for got, want in zip(K.relu_pool_backward_cm(dout, arg, out, h, w, k, stride, dy=stale_dy, db=stale_db),
-                         R.relu_pool_backward_cm(dout, arg, out, h, w, k, stride)):
+    for got, want in zip(K.conv_relu_pool_backward(dout, arg, out, h, w, k, stride, dy=stale_dy, db=stale_db),
+                         R.conv_relu_pool_backward(dout, arg, out, h, w, k, stride)):
         close(got, want)
 
 

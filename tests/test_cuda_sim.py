@@ -61,16 +61,26 @@ def test_cuda_kernels_and_training_pass_under_the_simulator(simulator_run):
 @pytest.mark.cudasim
 def test_every_cuda_kernel_ran_under_the_simulator(simulator_run):
     """The launch record names every kernel of ``kernels.numba_cuda`` and all eight GEMM variants."""
-    from kernels import numba_cuda
-
     proc, _, signatures = simulator_run
     assert proc.returncode == 0, "see test_cuda_kernels_and_training_pass_under_the_simulator"
     launched = pickle.loads(signatures.read_bytes())
     names = {name for name, _, _ in launched}
-    kernels_defined = {name for name in vars(numba_cuda) if name.endswith("_k")}
+    kernels_defined = {name for name in _cuda_definitions() if name.endswith("_k")}
     assert len(kernels_defined) >= 25
     assert kernels_defined - names == set()
     assert {recipe for name, recipe, _ in launched if name == "_gemm_kernel"} == GEMM_VARIANTS
+
+
+def _cuda_definitions() -> dict:
+    """Every top-level name of the modules of ``kernels.numba_cuda`` (kernels, kernel factories, helpers)."""
+    import pkgutil
+
+    from kernels import numba_cuda
+
+    names = {}
+    for info in pkgutil.iter_modules(numba_cuda.__path__):
+        names.update(vars(importlib.import_module(f"{numba_cuda.__name__}.{info.name}")))
+    return names
 
 
 def _nvvm_problem() -> str | None:
@@ -94,8 +104,7 @@ def test_recorded_kernels_compile_for_a_real_gpu(simulator_run, monkeypatch):
 
     if _nvvm_problem():
         pytest.skip(_nvvm_problem())
-    from kernels import numba_cuda
-
+    definitions = _cuda_definitions()
     proc, _, signatures = simulator_run
     assert proc.returncode == 0, "see test_cuda_kernels_and_training_pass_under_the_simulator"
     if not cuda.is_available():
@@ -107,7 +116,7 @@ def test_recorded_kernels_compile_for_a_real_gpu(simulator_run, monkeypatch):
     failures = []
     launched = pickle.loads(signatures.read_bytes())
     for name, recipe, types in launched:
-        kernel = getattr(numba_cuda, name)(*recipe) if recipe else getattr(numba_cuda, name)
+        kernel = definitions[name](*recipe) if recipe else definitions[name]
         try:
             ptx, _ = cuda.compile_ptx(kernel.py_func, types, cc=(9, 0))
         except Exception as exc:  # noqa: BLE001 - report every kernel that fails, with its types

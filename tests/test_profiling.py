@@ -158,7 +158,7 @@ def test_kernel_profile_counts_the_kernels_of_a_step(backend, monkeypatch):
         calls |= {"bias_add_nchw": 2, "relu_forward": 3, "maxpool_forward": 2, "maxpool_backward": 2,
                   "relu_backward": 3, "bias_grad_nchw": 2}
     else:  # Conv-ReLU-Pool fused; only the dense ReLU is separate
-        calls |= {"conv_relu_pool_forward": 2, "relu_pool_backward_cm": 2, "relu_forward": 1, "relu_backward": 1}
+        calls |= {"conv_relu_pool_forward": 2, "conv_relu_pool_backward": 2, "relu_forward": 1, "relu_backward": 1}
     assert profile == {name: (n, n * 0.5) for name, n in sorted(calls.items(), key=lambda kv: -kv[1])}
     assert model.K is K and all(layer.K is K for layer in model.layers) and model.optimizer.K is K
     assert_same_snapshot(snapshot(model), before)

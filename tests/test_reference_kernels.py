@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from kernels import numpy_ref as R
-from kernels._api import conv_output_size
+from kernels.api import conv_output_size
 from tests.oracles import conv2d_naive, maxpool_naive, softmax_xent_naive
 
 CONV_CASES = [  # (N, C, H, W, C_out, kh, kw, stride, padding)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels._api import conv_output_size
+from kernels.api import conv_output_size
 from scratchcnn.init import initial_weights
 from scratchcnn.layers.base import Layer
 

@@ -18,7 +18,7 @@ class ConvReLUPool:
     changes. Unfused, the conv output makes four trips through memory between the
     GEMMs (bias + reorder to NCHW, ReLU, pool, and back again for the gradient).
     Fused, ``conv_relu_pool_forward`` reads the GEMM's channel-major output once
-    and writes only the pooled map, and ``relu_pool_backward_cm`` writes the
+    and writes only the pooled map, and ``conv_relu_pool_backward`` writes the
     gradient in the channel-major layout the weight and input GEMMs read.
     """
 
@@ -39,7 +39,7 @@ class ConvReLUPool:
     def backward(self, dout):
         conv, pool = self.conv, self.pool
         out, argmax, (h, w) = self._cache.pop("out"), self._cache.pop("argmax"), self._cache.pop("hw")
-        dy, _ = conv.K.relu_pool_backward_cm(
+        dy, _ = conv.K.conv_relu_pool_backward(
             dout, argmax, out, h, w, pool.kernel_size, pool.stride,
             # The GEMM output y is spent once pooled, so its memory takes the gradient: a step then
             # touches fewer megabytes and more of them stay in the cache.

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels._api import conv_output_size
+from kernels.api import conv_output_size
 from scratchcnn.layers.base import Layer
 
 __all__ = ["MaxPool2D"]

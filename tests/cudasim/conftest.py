@@ -41,7 +41,7 @@ def _argument_type(value):
 def _recipe(kernel):
     """How to rebuild ``kernel`` outside the simulator: (name, factory arguments or None)."""
     fn = getattr(kernel, "fn", None) or kernel.py_func
-    if fn.__name__ == "gemm_tiled":  # made by numba_cuda._gemm_kernel(dtype, trans_a, trans_b)
+    if fn.__name__ == "gemm_tiled":  # made by numba_cuda.gemm._gemm_kernel(dtype, trans_a, trans_b)
         cells = dict(zip(fn.__code__.co_freevars, (c.cell_contents for c in fn.__closure__)))
         return "_gemm_kernel", (np.dtype(str(cells["dt"])).str, cells["trans_a"], cells["trans_b"])
     return fn.__name__, None
@@ -53,7 +53,7 @@ def record_launches():
     if not path or cuda_problem():
         yield
         return
-    from kernels import _launch
+    from kernels.numba_cuda import launch as _launch
 
     seen = set()
     original = _launch.launch

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from kernels import numpy_ref as R
-from kernels._api import KERNELS, conv_output_size
+from kernels.api import KERNELS, conv_output_size
 from tests.cudasim.conftest import cuda_problem
 
 if cuda_problem():
     pytest.skip(cuda_problem(), allow_module_level=True)
 
-from kernels import _launch  # noqa: E402
+from kernels.numba_cuda import launch as _launch  # noqa: E402
 from kernels import numba_cuda as C  # noqa: E402
 
 RTOL, ATOL = 1e-4, 1e-5
@@ -146,8 +146,8 @@ def test_pooling_and_the_fused_block(k, stride, rng):
     got_out, got_arg = C.conv_relu_pool_forward(dev(y), dev(b), n, h, w, k, stride)
     exact(got_out, out)
     exact(got_arg, arg)
-    got_dy, got_db = C.relu_pool_backward_cm(dev(dout), dev(arg), dev(out), h, w, k, stride)
-    want_dy, want_db = R.relu_pool_backward_cm(dout, arg, out, h, w, k, stride)
+    got_dy, got_db = C.conv_relu_pool_backward(dev(dout), dev(arg), dev(out), h, w, k, stride)
+    want_dy, want_db = R.conv_relu_pool_backward(dout, arg, out, h, w, k, stride)
     close(got_dy, want_dy)
     close(got_db, want_db)
 

@@ -1,4 +1,4 @@
-"""Launch configurations and scratch memory of the CUDA kernels (``kernels.numba_cuda``).
+"""Launch configurations and scratch memory of the CUDA kernels (the rest of ``kernels.numba_cuda``).
 
 Nothing here touches the GPU at import: the device is queried the first time a
 kernel is launched, so ``kernels.numba_cuda`` imports on a machine without one.

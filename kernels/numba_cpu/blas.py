@@ -16,25 +16,34 @@ ACM TOMS 16(1); the row-major convention as in CBLAS's ``cblas_sgemm``).
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import get_cython_function_address, intrinsic
 from threadpoolctl import ThreadpoolController
 
-__all__ = ["gemm", "SGEMM", "DGEMM"]
+__all__ = ["gemm", "single_threaded", "SGEMM", "DGEMM"]
 
 # Addresses of the Fortran-style entry points (every argument a pointer). They are
 # passed to the compiled code as integers, not baked into it, so it can be cached.
 SGEMM = get_cython_function_address("scipy.linalg.cython_blas", "sgemm")
 DGEMM = get_cython_function_address("scipy.linalg.cython_blas", "dgemm")
-
-# SciPy's OpenBLAS runs single-threaded: the parallelism is Numba's (NumPy's own BLAS is untouched).
-for _lib in ThreadpoolController().lib_controllers:
-    if _lib.internal_api == "openblas" and "scipy.libs" in _lib.filepath.replace("\\", "/"):
-        _lib.set_num_threads(1)
-
 _N, _T = ord("N"), ord("T")
+
+
+@functools.cache
+def single_threaded() -> None:
+    """Make SciPy's OpenBLAS single-threaded, once per process: the parallelism is Numba's.
+
+    Called by ``kernels.numba_cpu.gemm`` before its first product rather than at
+    import, so that importing the backend changes no setting. NumPy's own BLAS
+    is left alone.
+    """
+    for lib in ThreadpoolController().lib_controllers:
+        if lib.internal_api == "openblas" and "scipy.libs" in lib.filepath.replace("\\", "/"):
+            lib.set_num_threads(1)
 
 
 @intrinsic

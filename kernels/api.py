@@ -1,9 +1,11 @@
-"""The kernel contract: the names every backend defines, and the shape checks they share.
+"""The kernel contract: the names every backend defines, what it says about itself, shared checks.
 
-Every backend module (``numpy_ref``, ``numba_cpu``, ``numba_cuda``) defines each
-name in ``KERNELS`` with the same signature; ``tests/test_backend_parity.py``
-compares them with ``inspect.signature``. The documentation of each kernel lives
-in ``kernels/numpy_ref.py``, the reference that defines what it computes.
+Every backend package (``numpy_ref``, ``numba_cpu``, ``numba_cuda``) defines each
+name in ``KERNELS`` with the same signature (``tests/test_backend_parity.py``
+compares them with ``inspect.signature``) and each attribute in
+``CAPABILITIES``, through which code outside ``kernels/`` learns what a backend
+can do without asking for its name. The documentation of each kernel lives
+in ``kernels/numpy_ref/``, the reference that defines what it computes.
 
 Layouts (all arrays C-contiguous):
 
@@ -23,7 +25,7 @@ KERNELS = (
     # convolution as im2col + GEMM
     "im2col", "col2im", "gemm", "bias_add_nchw", "bias_grad_nchw",
     # Conv2D -> ReLU -> MaxPool2D fused on the GEMM output (no NCHW round trip)
-    "conv_relu_pool_forward", "relu_pool_backward_cm",
+    "conv_relu_pool_forward", "conv_relu_pool_backward",
     # dense layers
     "bias_add", "bias_grad",
     # activations, pooling, regularisation
@@ -37,6 +39,15 @@ KERNELS = (
     # optimizers, updating parameters in place
     "adam_step", "sgd_step",
 )
+
+CAPABILITIES = (
+    "name",             # str: "numpy", "cpu" or "cuda", for messages and files (never to branch on)
+    "SYNC_EVERY",       # int: training steps between reads of the loss to the host (a read drains a GPU's queue)
+    "FUSE_BY_DEFAULT",  # bool: whether models run fused kernels (scratchcnn.plan) unless told otherwise
+    "COMPILES",         # bool: whether kernels are compiled on first use (so a warm-up step is worth it)
+)
+
+__all__ = ["KERNELS", "CAPABILITIES", "conv_output_size", "check_nchw", "check_out", "gemm_shape"]
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:

@@ -1,0 +1,57 @@
+"""NumPy reference kernels: the readable definition of every kernel in scratchcnn.
+
+Read this package first. Each function computes one step of a CNN's forward or
+backward pass with whole-array NumPy operations, no Python loop over pixels or
+images: the only loops run over the ``kh x kw`` offsets of a window, as in
+Chainer's ``im2col_cpu``. The Numba CPU and CUDA backends compute the same
+numbers faster, and the tests hold them to this package.
+
+=================  ==============================================================
+module             kernels
+=================  ==============================================================
+``gemm``           ``gemm``; the dense layer's ``bias_add``, ``bias_grad``
+``conv``           ``im2col``, ``col2im``, ``bias_add_nchw``, ``bias_grad_nchw``
+``pool``           ``maxpool_forward/backward``, ``conv_relu_pool_forward/backward``
+``activation``     ``relu_forward/backward``, ``dropout_forward/backward``
+``norm``           ``batchnorm_forward/backward``
+``loss``           ``softmax_xent_forward/backward``
+``optim``          ``adam_step``, ``sgd_step``
+=================  ==============================================================
+
+Memory (``empty``, ``zeros``, ``asarray``, ``to_numpy``, ``synchronize``) is
+``kernels.host_memory``, shared with the ``cpu`` backend.
+
+Conventions: arrays are C-contiguous NumPy arrays; images are NCHW; float32 in
+training, float64 in gradient checks (every kernel keeps its input's dtype).
+Kernels that take ``out=`` write into it when given and allocate otherwise, so
+that layers can reuse their buffers between steps.
+"""
+from __future__ import annotations
+
+from kernels.host_memory import asarray, empty, synchronize, to_numpy, zeros
+from kernels.numpy_ref.activation import dropout_backward, dropout_forward, relu_backward, relu_forward
+from kernels.numpy_ref.conv import bias_add_nchw, bias_grad_nchw, col2im, im2col
+from kernels.numpy_ref.gemm import bias_add, bias_grad, gemm
+from kernels.numpy_ref.loss import softmax_xent_backward, softmax_xent_forward
+from kernels.numpy_ref.norm import batchnorm_backward, batchnorm_forward
+from kernels.numpy_ref.optim import adam_step, sgd_step
+from kernels.numpy_ref.pool import (conv_relu_pool_backward, conv_relu_pool_forward, maxpool_backward,
+                                    maxpool_forward)
+
+# What this backend is and can do (kernels.api.CAPABILITIES).
+name = "numpy"
+SYNC_EVERY = 1           # reading the loss back costs nothing: check it after every step
+FUSE_BY_DEFAULT = False  # the reference runs layer by layer, the plainest way to read a step
+COMPILES = False         # nothing is compiled: no warm-up needed
+
+__all__ = [  # the contract, kernels/api.py
+    "empty", "zeros", "asarray", "to_numpy", "synchronize",
+    "im2col", "col2im", "gemm", "bias_add_nchw", "bias_grad_nchw",
+    "conv_relu_pool_forward", "conv_relu_pool_backward",
+    "bias_add", "bias_grad",
+    "relu_forward", "relu_backward", "maxpool_forward", "maxpool_backward",
+    "dropout_forward", "dropout_backward",
+    "batchnorm_forward", "batchnorm_backward",
+    "softmax_xent_forward", "softmax_xent_backward",
+    "adam_step", "sgd_step",
+]

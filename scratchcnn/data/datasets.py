@@ -7,12 +7,13 @@ import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
+from scratchcnn.data.cifar import read_records
 from scratchcnn.data.idx import read_idx
-from scratchcnn.data.registry import DATASET_NAMES, IDX_DATASETS
+from scratchcnn.data.registry import CIFAR_DATASETS, DATASET_NAMES, IDX_DATASETS
 from scratchcnn.data.sources import find_or_download
 from scratchcnn.errors import ConfigError
 
-__all__ = ["DataSplits", "load_raw", "load_dataset", "normalize"]
+__all__ = ["DataSplits", "load_raw", "load_dataset", "normalize", "pixel_statistics"]
 
 # The digits test split is fixed (not seeded) so every run reports on the same 360 images.
 _DIGITS_TEST_FRACTION, _DIGITS_SPLIT_SEED = 0.2, 0
@@ -24,14 +25,16 @@ class DataSplits:
 
     Attributes
     ----------
-    x_train, x_val, x_test : ndarray, float32, shape (N, 1, H, W)
-        Scaled to [0, 1], then standardised with ``mean`` and ``std`` of ``x_train``.
+    x_train, x_val, x_test : ndarray, float32, shape (N, C, H, W)
+        Scaled to [0, 1], then standardised with ``mean`` and ``std`` of ``x_train``
+        (C = 1 for the grey data sets, 3 for CIFAR-10).
     y_train, y_val, y_test : ndarray, int64, shape (N,)
     class_names : list of str
-    mean, std : float
-        Training-split pixel statistics (of the [0, 1]-scaled images).
+    mean, std : float, or tuple of C floats
+        Training-split pixel statistics of the [0, 1]-scaled images: one number for
+        grey images, one per channel (R, G, B) for colour images.
     name : str
-        "fashion", "mnist" or "digits".
+        "fashion", "mnist", "cifar10" or "digits".
     """
 
     x_train: np.ndarray
@@ -41,8 +44,8 @@ class DataSplits:
     x_test: np.ndarray
     y_test: np.ndarray
     class_names: list
-    mean: float
-    std: float
+    mean: float | tuple
+    std: float | tuple
     name: str
     files: dict = field(default_factory=dict)
 
@@ -55,8 +58,9 @@ class DataSplits:
 def load_raw(name: str, data_dir=None, progress: bool = True):
     """The data set as published: ``(x_train, y_train, x_test, y_test, class_names, scale, files)``.
 
-    Images are uint8 (N, H, W) for MNIST and Fashion-MNIST (``scale`` 255) and
-    float64 values 0..16 for digits (``scale`` 16); labels are int64.
+    Images are uint8 (N, H, W) for MNIST and Fashion-MNIST (``scale`` 255), uint8
+    (N, 3, 32, 32) for CIFAR-10 (``scale`` 255) and float64 values 0..16 for digits
+    (``scale`` 16); labels are int64.
 
     Raises
     ------
@@ -71,6 +75,8 @@ def load_raw(name: str, data_dir=None, progress: bool = True):
         x_tr, x_te, y_tr, y_te = train_test_split(images, labels, test_size=_DIGITS_TEST_FRACTION,
                                                   stratify=labels, random_state=_DIGITS_SPLIT_SEED)
         return x_tr, y_tr.astype(np.int64), x_te, y_te.astype(np.int64), [str(d) for d in range(10)], 16.0, {}
+    if name in CIFAR_DATASETS:
+        return _load_cifar(CIFAR_DATASETS[name], data_dir, progress)
     if name not in IDX_DATASETS:
         raise ConfigError(f"unknown data set {name!r}; expected one of {', '.join(DATASET_NAMES)}")
     info = IDX_DATASETS[name]
@@ -81,13 +87,75 @@ def load_raw(name: str, data_dir=None, progress: bool = True):
             {key: str(p) for key, p in paths.items()})
 
 
-def normalize(images, scale: float, mean: float, std: float) -> np.ndarray:
-    """(N, H, W) raw pixels -> float32 (N, 1, H, W): ``(images/scale - mean) / std``."""
-    x = np.asarray(images, np.float32).reshape(len(images), 1, *np.shape(images)[1:])
+def _load_cifar(info, data_dir, progress):
+    paths = find_or_download(info, data_dir, progress=progress)
+    parts = {}
+    for split, names in (("train", info.train_files), ("test", info.test_files)):
+        read = [read_records(paths[n], info.image_shape, len(info.class_names), info.records_per_file)
+                for n in names]
+        parts[split] = (np.concatenate([x for x, _ in read]), np.concatenate([y for _, y in read]))
+    return (*parts["train"], *parts["test"], list(info.class_names), 255.0,
+            {name: str(p) for name, p in paths.items()})
+
+
+def normalize(images, scale: float, mean, std) -> np.ndarray:
+    """Raw pixels -> standardised float32 NCHW: ``(images/scale - mean) / std``, per channel.
+
+    Parameters
+    ----------
+    images : array, shape (N, H, W) (grey; a channel axis is added) or (N, C, H, W)
+    scale : float
+        The raw value of white (255 for 8-bit pixels, 16 for digits).
+    mean, std : float, or sequence of C floats (one per channel)
+        Statistics of the [0, 1]-scaled training pixels.
+
+    Returns
+    -------
+    x : ndarray, float32, shape (N, C, H, W), a new array
+
+    Raises
+    ------
+    ValueError
+        If ``mean`` or ``std`` holds neither one value nor one per channel.
+    """
+    x = np.array(images, np.float32)  # a copy: the in-place steps below must not touch the caller's array
+    if x.ndim == 3:
+        x = x.reshape(len(x), 1, *x.shape[1:])
+    channels = x.shape[1]
+    mean, std = (np.asarray(v, np.float32).reshape(-1) for v in (mean, std))
+    for name, v in (("mean", mean), ("std", std)):
+        if v.size not in (1, channels):
+            raise ValueError(f"normalize: {name} has {v.size} values, expected 1 or {channels} (one per channel)")
     x /= np.float32(scale)
-    x -= np.float32(mean)
-    x /= np.float32(std)
+    x -= mean.reshape(-1, 1, 1)
+    x /= std.reshape(-1, 1, 1)
     return x
+
+
+def pixel_statistics(images, scale: float):
+    """Mean and standard deviation of the [0, 1]-scaled pixels: floats for (N, H, W) grey images,
+    tuples of one float per channel for (N, C, H, W) colour images.
+
+    8-bit colour images are counted with a 256-bin histogram per channel (exact, and
+    no float64 copy of the data set); the population standard deviation, as NumPy's ``std``.
+    """
+    if np.ndim(images) == 3:
+        pixels = np.asarray(images, np.float64) / scale
+        return float(pixels.mean()), float(pixels.std())
+    means, stds = [], []
+    for c in range(images.shape[1]):
+        plane = images[:, c]
+        if plane.dtype == np.uint8:
+            counts = np.bincount(plane.reshape(-1), minlength=256).astype(np.float64)
+            values = np.arange(256) / scale
+            m = float(counts @ values / counts.sum())
+            means.append(m)
+            stds.append(float(np.sqrt(counts @ (values - m) ** 2 / counts.sum())))
+        else:
+            pixels = np.asarray(plane, np.float64) / scale
+            means.append(float(pixels.mean()))
+            stds.append(float(pixels.std()))
+    return tuple(means), tuple(stds)
 
 
 def load_dataset(name: str, data_dir=None, val_fraction: float = 0.1, train_limit=None,
@@ -96,7 +164,7 @@ def load_dataset(name: str, data_dir=None, val_fraction: float = 0.1, train_limi
 
     Parameters
     ----------
-    name : {"fashion", "mnist", "digits"}
+    name : {"fashion", "mnist", "cifar10", "digits"}
     data_dir : path, optional
         Folder to look in first (see ``scratchcnn.data.sources``).
     val_fraction : float in [0, 1)
@@ -135,8 +203,7 @@ def load_dataset(name: str, data_dir=None, val_fraction: float = 0.1, train_limi
         stratify = y_tr if counts[counts > 0].min() >= 2 and n_val >= len(np.unique(y_tr)) else None
         x_tr, x_val, y_tr, y_val = train_test_split(x_tr, y_tr, test_size=n_val, stratify=stratify,
                                                     random_state=seed)
-    pixels = np.asarray(x_tr, np.float64) / scale
-    mean, std = float(pixels.mean()), float(pixels.std())
+    mean, std = pixel_statistics(x_tr, scale)
     return DataSplits(
         x_train=normalize(x_tr, scale, mean, std), y_train=np.asarray(y_tr, np.int64),
         x_val=normalize(x_val, scale, mean, std), y_val=np.asarray(y_val, np.int64),

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["IdxFile", "IdxDataset", "IDX_DATASETS", "DATASET_NAMES"]
+__all__ = ["IdxFile", "IdxDataset", "CifarDataset", "IDX_DATASETS", "CIFAR_DATASETS", "DOWNLOADABLE",
+           "DATASET_NAMES"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,60 @@ class IdxDataset:
     files: dict
     mirrors: tuple
     system_dirs: tuple = ()
+
+    def file_names(self) -> dict:
+        """``{key: names accepted on disk, preferred first}``: the gzipped file, then the raw one."""
+        return {key: (f"{f.name}.gz", f.name) for key, f in self.files.items()}
+
+
+@dataclass(frozen=True)
+class CifarDataset:
+    """A data set in the CIFAR-10 *binary* layout: one archive holding a folder of record files.
+
+    Every ``.bin`` file is a run of records of ``1 + C*H*W`` bytes: the label byte,
+    then the red, green and blue planes, each ``H*W`` bytes in row-major order
+    (Krizhevsky, 2009, "Learning Multiple Layers of Features from Tiny Images",
+    and the data set's page, https://www.cs.toronto.edu/~kriz/cifar.html,
+    section "Binary version").
+
+    Attributes
+    ----------
+    folder : str
+        The folder the archive unpacks to, also the name looked for on disk.
+    archive : str
+        File name of the archive on the mirrors.
+    archive_hash : str
+        ``"md5:<hex>"``, the checksum the data set's page publishes for the archive
+        (verified by ``pooch`` after every download).
+    train_files, test_files : tuple of str
+        Record files in ``folder``, in the order their images are concatenated.
+    records_per_file : int
+        Records every file must hold exactly.
+    image_shape : (C, H, W)
+    """
+
+    key: str
+    title: str
+    folder: str
+    class_names: tuple
+    archive: str
+    archive_hash: str
+    train_files: tuple
+    test_files: tuple
+    records_per_file: int
+    mirrors: tuple
+    image_shape: tuple = (3, 32, 32)
+    system_dirs: tuple = ()
+
+    @property
+    def record_bytes(self) -> int:
+        """Bytes per record: one label byte plus the pixels."""
+        c, h, w = self.image_shape
+        return 1 + c * h * w
+
+    def file_names(self) -> dict:
+        """``{file name: (file name,)}`` for every record file (they are stored uncompressed)."""
+        return {name: (name,) for name in self.train_files + self.test_files}
 
 
 def _files(train_images, train_labels, test_images, test_labels):
@@ -66,4 +121,23 @@ IDX_DATASETS = {
     ),
 }
 
-DATASET_NAMES = ("fashion", "mnist", "digits")
+CIFAR_DATASETS = {
+    "cifar10": CifarDataset(
+        key="cifar10", title="CIFAR-10", folder="cifar-10-batches-bin",
+        # Label order of batches.meta.txt in the archive, as listed on the data set's page.
+        class_names=("airplane", "automobile", "bird", "cat", "deer",
+                     "dog", "frog", "horse", "ship", "truck"),
+        archive="cifar-10-binary.tar.gz",
+        # The md5sum of "CIFAR-10 binary version (suitable for C programs)", 162 MB, published in
+        # the Download table of https://www.cs.toronto.edu/~kriz/cifar.html (read 2026-11-30).
+        archive_hash="md5:c32a1d4ab5d03f1284b67883e8d87530",
+        train_files=tuple(f"data_batch_{i}.bin" for i in range(1, 6)),
+        test_files=("test_batch.bin",),
+        records_per_file=10000,
+        mirrors=("https://www.cs.toronto.edu/~kriz/",),
+    ),
+}
+
+# Every data set that is looked for on disk and downloaded when missing.
+DOWNLOADABLE = {**IDX_DATASETS, **CIFAR_DATASETS}
+DATASET_NAMES = ("fashion", "mnist", "cifar10", "digits")

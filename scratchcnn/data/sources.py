@@ -1,43 +1,53 @@
-"""Finding a data set's files on disk, and downloading them when they are nowhere.
+"""Finding a data set's files on disk, and downloading them with ``pooch`` when they are nowhere.
 
-Search order for the folder holding the four IDX files (``.gz`` or raw):
+Search order for the folder holding the data set's files (IDX files ``.gz`` or
+raw; CIFAR-10's ``.bin`` record files):
 
-1. ``data_dir`` (the CLI's ``--data-dir``), itself or its ``<folder>/`` subfolder;
+1. ``data_dir`` (the CLI's ``--data-dir``), its ``<folder>/`` subfolder, then itself;
 2. ``$SCRATCHCNN_DATA``, likewise;
-3. the user cache, ``platformdirs.user_cache_dir("scratchcnn")/<folder>``;
+3. the user cache, ``pooch.os_cache("scratchcnn")/<folder>`` (``~/.cache/scratchcnn`` on Linux);
 4. system folders (Debian's ``/usr/share/datasets/fashion-mnist`` for Fashion-MNIST).
 
-When none holds all four files, each is downloaded from the data set's mirrors
-in turn into a temporary file in the cache folder, verified (IDX structure and
-SHA-256), and only then moved into place. ``SCRATCHCNN_OFFLINE=1`` forbids
-downloading (the tests set it).
+When no folder holds every file, they are fetched with ``pooch`` (requests,
+retries, a tqdm progress bar, tar extraction), one ``pooch`` fetch per mirror in
+turn, into a temporary folder inside the cache folder; each file is verified
+(IDX: structure and the SHA-256 of its decompressed bytes; CIFAR-10: the
+archive's published MD5, checked by ``pooch``, then every record) and only then
+moved into place, so an interrupted or failed download leaves nothing behind.
+``SCRATCHCNN_OFFLINE=1`` forbids downloading (the tests set it).
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import shutil
+import tarfile
 import tempfile
-import urllib.error
-import urllib.request
+import zlib
 from pathlib import Path
 
-import platformdirs
-from tqdm import tqdm  # the text bar: it needs no ipywidgets in a notebook
+import pooch
+import requests
 
+from scratchcnn.data.cifar import read_records
 from scratchcnn.data.idx import read_idx
-from scratchcnn.data.registry import IdxDataset
+from scratchcnn.data.registry import CifarDataset, IdxDataset
 from scratchcnn.errors import DataError
 
-__all__ = ["cache_dir", "candidate_dirs", "locate", "download", "find_or_download"]
+__all__ = ["cache_dir", "candidate_dirs", "locate", "download", "find_or_download", "DOWNLOAD_TIMEOUT"]
 
-_CHUNK = 1 << 16  # bytes per read while downloading
+DOWNLOAD_TIMEOUT = 30  # seconds without an answer before a mirror counts as failed
+RETRIES = 2  # extra attempts per mirror (pooch waits 1 s, then 2 s, between them)
+_ERRNO = re.compile(r"\[Errno -?\d+\] [^'\")]+")  # the useful end of a urllib3 connection error
 
 
 def cache_dir() -> Path:
     """The user cache folder of scratchcnn (e.g. ``~/.cache/scratchcnn`` on Linux)."""
-    return Path(platformdirs.user_cache_dir("scratchcnn"))
+    return Path(pooch.os_cache("scratchcnn"))
 
 
-def candidate_dirs(info: IdxDataset, data_dir=None) -> list[Path]:
+def candidate_dirs(info, data_dir=None) -> list[Path]:
     """Folders to look in, in order (see the module docstring)."""
     dirs: list[Path] = []
     for root in (data_dir, os.environ.get("SCRATCHCNN_DATA")):
@@ -48,99 +58,158 @@ def candidate_dirs(info: IdxDataset, data_dir=None) -> list[Path]:
     return dirs
 
 
-def _file_in(folder: Path, name: str) -> Path | None:
-    for candidate in (folder / f"{name}.gz", folder / name):
-        if candidate.is_file():
-            return candidate
+def _file_in(folder: Path, names) -> Path | None:
+    for name in names:
+        if (folder / name).is_file():
+            return folder / name
     return None
 
 
-def locate(info: IdxDataset, data_dir=None) -> dict[str, Path] | None:
-    """Paths of the four files from the first folder that holds all of them, or None."""
+def locate(info, data_dir=None) -> dict[str, Path] | None:
+    """Paths of the data set's files from the first folder that holds all of them, or None."""
     for folder in candidate_dirs(info, data_dir):
-        found = {key: _file_in(folder, f.name) for key, f in info.files.items()}
+        found = {key: _file_in(folder, names) for key, names in info.file_names().items()}
         if all(found.values()):
             return found
     return None
 
 
-def _fetch(url: str, folder: Path, opener, progress: bool) -> Path:
-    """Stream ``url`` into a new temporary file in ``folder``; return its path."""
-    fd, tmp = tempfile.mkstemp(prefix=".download-", suffix=".part", dir=folder)
+def _reason(exc: Exception) -> str:
+    """One short line for a failed fetch: the HTTP status, the OS error, or pooch's message."""
+    if isinstance(exc, requests.exceptions.HTTPError) and exc.response is not None:
+        return f"HTTP {exc.response.status_code} {exc.response.reason}"
+    if isinstance(exc, requests.exceptions.RequestException):
+        match = _ERRNO.search(str(exc))
+        return match.group(0).strip() if match else f"{type(exc).__name__}: {exc}"
+    return str(exc)
+
+
+@contextlib.contextmanager
+def _pooch_quiet(quiet: bool):
+    """Silence pooch's "Downloading ..." lines when there is no progress bar either."""
+    logger = pooch.get_logger()
+    level = logger.level
+    if quiet:
+        logger.setLevel("WARNING")
     try:
-        with os.fdopen(fd, "wb") as sink, opener(url, timeout=30) as response:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1],
-                      disable=not progress, leave=False) as bar:
-                while chunk := response.read(_CHUNK):
-                    sink.write(chunk)
-                    bar.update(len(chunk))
-            sink.flush()
-            os.fsync(sink.fileno())
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Path(tmp)
+        yield
+    finally:
+        logger.setLevel(level)
 
 
-def download(info: IdxDataset, folder=None, mirrors=None, opener=urllib.request.urlopen,
-             progress: bool = True) -> dict[str, Path]:
-    """Download the data set's four files into ``folder`` (default: the cache), verified.
+def _fetch(base: str, fname: str, known_hash, staging: Path, progress: bool, retries: int, processor=None):
+    """One pooch fetch of ``base + fname`` into ``staging``; pooch checks ``known_hash`` if given."""
+    fetcher = pooch.create(path=staging, base_url=base, registry={fname: known_hash}, retry_if_failed=retries)
+    downloader = pooch.HTTPDownloader(progressbar=progress, timeout=DOWNLOAD_TIMEOUT)
+    with _pooch_quiet(not progress):
+        return fetcher.fetch(fname, processor=processor, downloader=downloader)
+
+
+_FETCH_ERRORS = (requests.exceptions.RequestException, ValueError, OSError)
+
+
+def _manual_hint(info, where) -> str:
+    """What to do by hand: which files to put ``where``."""
+    if isinstance(info, CifarDataset):
+        return (f"put the files of {info.archive} ({info.folder}/: {', '.join(info.file_names())}) "
+                f"in {where} or pass --data-dir")
+    return f"put the four files in {where} or pass --data-dir"
+
+
+def _download_idx(info: IdxDataset, folder: Path, mirrors, progress: bool, retries: int) -> dict[str, Path]:
+    paths = {}
+    for key, f in info.files.items():
+        fname, failures = f"{f.name}.gz", []
+        for base in mirrors:
+            url = f"{base}{fname}"
+            staging = Path(tempfile.mkdtemp(prefix=".download-", dir=folder))
+            try:
+                # The published SHA-256 is of the decompressed bytes, so read_idx checks it, not pooch.
+                tmp = Path(_fetch(base, fname, None, staging, progress, retries))
+                read_idx(tmp, f.shape, "u1", f.sha256)
+                os.replace(tmp, folder / fname)
+            except _FETCH_ERRORS as exc:
+                failures.append(f"{url}: {_reason(exc)}")
+                continue
+            except DataError as exc:
+                failures.append(f"{url}: {exc}")
+                continue
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+            paths[key] = folder / fname
+            break
+        else:
+            raise DataError(f"could not download {info.title} file {fname} ({'; '.join(failures)}); "
+                            f"{_manual_hint(info, folder)}")
+    return paths
+
+
+def _download_cifar(info: CifarDataset, folder: Path, mirrors, progress: bool, retries: int) -> dict[str, Path]:
+    members = [f"{info.folder}/{name}" for name in info.file_names()]
+    failures = []
+    for base in mirrors:
+        url = f"{base}{info.archive}"
+        staging = Path(tempfile.mkdtemp(prefix=".download-", dir=folder))
+        try:
+            _fetch(base, info.archive, info.archive_hash, staging, progress, retries,
+                   processor=pooch.Untar(members=members, extract_dir="extracted"))
+            unpacked = staging / "extracted" / info.folder
+            for name in info.file_names():
+                if not (unpacked / name).is_file():
+                    raise DataError(f"the archive holds no {info.folder}/{name}")
+                read_records(unpacked / name, info.image_shape, len(info.class_names), info.records_per_file)
+            for name in info.file_names():
+                os.replace(unpacked / name, folder / name)
+        except (tarfile.TarError, EOFError, zlib.error) as exc:
+            failures.append(f"{url}: not a readable .tar.gz archive ({exc})")
+            continue
+        except _FETCH_ERRORS as exc:
+            failures.append(f"{url}: {_reason(exc)}")
+            continue
+        except DataError as exc:
+            failures.append(f"{url}: {exc}")
+            continue
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return {name: folder / name for name in info.file_names()}
+    raise DataError(f"could not download {info.title} archive {info.archive} ({'; '.join(failures)}); "
+                    f"{_manual_hint(info, folder)}")
+
+
+def download(info, folder=None, mirrors=None, progress: bool = True, retries: int = RETRIES) -> dict[str, Path]:
+    """Download a data set's files into ``folder`` (default: the cache), verified.
 
     Parameters
     ----------
-    info : IdxDataset
+    info : IdxDataset or CifarDataset
     folder : path, optional
+        Where the files go (default ``cache_dir()/info.folder``).
     mirrors : sequence of str, optional
-        Base URLs tried in turn for each file (default ``info.mirrors``).
-    opener : callable
-        ``opener(url, timeout=...)`` returning a response with ``read`` and
-        ``headers``, as ``urllib.request.urlopen`` (tests pass a fake or a local server).
+        Base URLs tried in turn, one ``pooch`` fetch each (default ``info.mirrors``).
     progress : bool
-        Show a tqdm progress bar per file.
+        Show pooch's tqdm progress bar per file.
+    retries : int
+        Extra attempts per mirror after a network error or checksum mismatch.
 
     Returns
     -------
-    paths : dict[str, Path], the verified files.
+    paths : dict[str, Path], the verified files (keys as in ``info.file_names()``).
 
     Raises
     ------
     DataError
-        If a file could not be fetched and verified from any mirror; the message
-        lists what each mirror answered and where to put the files by hand.
+        If the files could not be fetched and verified from any mirror; the
+        message lists what each mirror answered and where to put the files by hand.
     """
     folder = Path(folder) if folder else cache_dir() / info.folder
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for key, f in info.files.items():
-        target = folder / f"{f.name}.gz"
-        failures = []
-        for base in mirrors or info.mirrors:
-            url = f"{base}{f.name}.gz"
-            try:
-                tmp = _fetch(url, folder, opener, progress)
-            except urllib.error.HTTPError as exc:
-                failures.append(f"{url}: HTTP {exc.code} {exc.reason}")
-                continue
-            except (urllib.error.URLError, OSError, ValueError) as exc:
-                failures.append(f"{url}: {getattr(exc, 'reason', None) or exc}")
-                continue
-            try:
-                read_idx(tmp, f.shape, "u1", f.sha256)
-            except DataError as exc:
-                tmp.unlink(missing_ok=True)
-                failures.append(f"{url}: {exc}")
-                continue
-            os.replace(tmp, target)
-            paths[key] = target
-            break
-        else:
-            raise DataError(f"could not download {info.title} file {f.name}.gz ({'; '.join(failures)}); "
-                            f"put the four files in {folder} or pass --data-dir")
-    return paths
+    mirrors = tuple(mirrors or info.mirrors)
+    if isinstance(info, CifarDataset):
+        return _download_cifar(info, folder, mirrors, progress, retries)
+    return _download_idx(info, folder, mirrors, progress, retries)
 
 
-def find_or_download(info: IdxDataset, data_dir=None, progress: bool = True) -> dict[str, Path]:
+def find_or_download(info, data_dir=None, progress: bool = True) -> dict[str, Path]:
     """The data set's files: found on disk (see ``candidate_dirs``) or else downloaded.
 
     Raises
@@ -155,7 +224,7 @@ def find_or_download(info: IdxDataset, data_dir=None, progress: bool = True) -> 
     searched = ", ".join(str(d) for d in candidate_dirs(info, data_dir))
     if os.environ.get("SCRATCHCNN_OFFLINE") == "1":
         raise DataError(f"{info.title} not found (looked in {searched}) and SCRATCHCNN_OFFLINE=1 forbids "
-                        f"downloading; put the four files in one of those folders or pass --data-dir")
+                        f"downloading; {_manual_hint(info, 'one of those folders')}")
     try:
         return download(info, progress=progress)
     except DataError as exc:

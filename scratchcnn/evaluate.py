@@ -64,7 +64,12 @@ def load_test_split(path, model, meta: dict, data_dir=None, progress: bool = Tru
                           f"test set has {tuple(x_test.shape[1:])}")
     empty_x, empty_y = x_test[:0], y_test[:0]
     return DataSplits(empty_x, empty_y, empty_x, empty_y, x_test, y_test, list(class_names),
-                      float(norm["mean"]), float(norm["std"]), dataset, files)
+                      _stat(norm["mean"]), _stat(norm["std"]), dataset, files)
+
+
+def _stat(value):
+    """A stored mean or std as ``DataSplits`` holds it: a float, or a tuple of per-channel floats."""
+    return tuple(float(v) for v in value) if isinstance(value, list) else float(value)
 
 
 def run_history(run_dir) -> dict | None:

@@ -49,7 +49,9 @@ def plot_samples(images, y_true, y_pred, class_names, columns: int = 8,
                  title="Test images: predicted class (mistakes in red, with the true class)"):
     """A grid of images titled with the predicted class; mistakes in red, framed, with the true class.
 
-    images : (N, H, W) array; y_true, y_pred : (N,) int class indices. Returns the Figure.
+    images : (N, H, W) grey levels (drawn light on dark as dark on light, ``gray_r``) or
+    (N, H, W, 3) RGB in [0, 1] (drawn as they are); y_true, y_pred : (N,) int class
+    indices. Returns the Figure.
     """
     n = len(images)
     rows = int(np.ceil(n / columns))
@@ -59,7 +61,7 @@ def plot_samples(images, y_true, y_pred, class_names, columns: int = 8,
         ax.axis("off")
     for ax, img, t, p in zip(np.ravel(axes), images, y_true, y_pred):
         wrong = t != p
-        ax.imshow(img, cmap="gray_r")
+        ax.imshow(img, cmap="gray_r" if img.ndim == 2 else None)
         ax.set_title(f"{class_names[p]}" + (f"\n(true {class_names[t]})" if wrong else ""),
                      fontsize=7, color="red" if wrong else "black")
         if wrong:

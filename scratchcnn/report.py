@@ -11,7 +11,7 @@ from scratchcnn import metrics, plots
 from scratchcnn.fileio import atomic_write_text, write_json
 from scratchcnn.training import HISTORY_KEYS, evaluate, predict_logits
 
-__all__ = ["write_history_csv", "evaluate_and_report", "SAMPLE_COUNT"]
+__all__ = ["write_history_csv", "evaluate_and_report", "display_images", "SAMPLE_COUNT"]
 
 SAMPLE_COUNT = 40  # images in samples.png
 
@@ -24,6 +24,19 @@ def write_history_csv(path, history: dict) -> None:
     for row in zip(*(history[k] for k in HISTORY_KEYS)):
         writer.writerow([f"{v:.6g}" if isinstance(v, float) else v for v in row])
     atomic_write_text(path, buffer.getvalue())
+
+
+def display_images(x, mean, std) -> np.ndarray:
+    """Standardised images back to [0, 1] pixels for display.
+
+    x : (N, C, H, W) float32; mean, std : a float or C floats (``DataSplits.mean``/``std``).
+    Returns (N, H, W) for one channel and (N, H, W, C) (channels last, as matplotlib
+    draws colour) otherwise, clipped to [0, 1].
+    """
+    c = x.shape[1]
+    pixels = x * np.asarray(std, np.float32).reshape(-1, 1, 1) + np.asarray(mean, np.float32).reshape(-1, 1, 1)
+    pixels = np.clip(pixels, 0.0, 1.0)
+    return pixels[:, 0] if c == 1 else pixels.transpose(0, 2, 3, 1)
 
 
 def _save_figure(fig, path: Path) -> None:
@@ -63,7 +76,7 @@ def evaluate_and_report(run_dir, model, splits, history: dict, info: dict, log=p
     mistakes = np.flatnonzero(predictions != splits.y_test)
     first = np.arange(min(SAMPLE_COUNT - 8, len(predictions)))
     shown = np.concatenate([first, mistakes[~np.isin(mistakes, first)][:SAMPLE_COUNT - len(first)]])
-    images = splits.x_test[shown, 0] * splits.std + splits.mean
+    images = display_images(splits.x_test[shown], splits.mean, splits.std)
     _save_figure(plots.plot_samples(images, splits.y_test[shown], predictions[shown], splits.class_names),
                  run_dir / "samples.png")
     return out

@@ -107,7 +107,8 @@ def save_model(path, model: Sequential, class_names, normalization: dict, **extr
     ----------
     model : Sequential
     class_names : list of str, one per output
-    normalization : dict with ``mean``, ``std`` (of [0, 1] pixels) and ``scale`` (e.g. 255)
+    normalization : dict with ``mean``, ``std`` (of [0, 1] pixels: numbers, or lists with one
+        number per input channel) and ``scale`` (e.g. 255)
     **extra : JSON-serialisable fields stored in ``meta`` (data set name, ...)
     """
     arrays = {f"param/{key}": value for key, value in model.named_arrays().items()}
@@ -166,10 +167,26 @@ def load_model(path, backend=None) -> tuple[Sequential, dict]:
     if (not isinstance(names, list) or len(names) != outputs[0]
             or not all(isinstance(name, str) for name in names)):
         raise ModelFileError(f"{path}: field 'class_names' must list {outputs[0]} names, found {names!r}")
-    norm = meta.get("normalization")
-    ok = isinstance(norm, dict) and all(isinstance(norm.get(k), (int, float)) and math.isfinite(norm[k])
-                                        for k in ("mean", "std", "scale"))
-    if not ok or norm["std"] <= 0 or norm["scale"] <= 0:
-        raise ModelFileError(f"{path}: field 'normalization' must hold finite mean, std > 0 and "
-                             f"scale > 0, found {norm!r}")
+    _check_normalization(path, meta.get("normalization"), model.input_shape[0])
     return model, meta
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_normalization(path, norm, channels: int) -> None:
+    """``normalization`` holds a finite ``scale`` > 0 and ``mean``, ``std`` > 0 that are each one
+    number (grey models) or a list of one number per input channel (colour models).
+
+    Raises ModelFileError naming the file and the field otherwise.
+    """
+    def per_channel(value, positive):
+        values = value if isinstance(value, list) and len(value) in (1, channels) else [value]
+        return all(_is_number(v) and (v > 0 or not positive) for v in values)
+
+    ok = (isinstance(norm, dict) and _is_number(norm.get("scale")) and norm["scale"] > 0
+          and per_channel(norm.get("mean"), False) and per_channel(norm.get("std"), True))
+    if not ok:
+        raise ModelFileError(f"{path}: field 'normalization' must hold finite mean, std > 0 (one number, or "
+                             f"one per channel: {channels}) and scale > 0, found {norm!r}")

@@ -31,7 +31,7 @@ from scratchcnn.training import Trainer
 __all__ = ["main", "build_parser", "DEFAULT_EPOCHS"]
 
 PROG = "python -m scratchcnn.train"
-DEFAULT_EPOCHS = {"fashion": 5, "mnist": 3, "digits": 30}
+DEFAULT_EPOCHS = {"fashion": 5, "mnist": 3, "cifar10": 10, "digits": 30}
 CHECKPOINT, MODEL, BEST = "checkpoint.npz", "model.npz", "best_model.npz"
 # Options stored in a run's config; on --resume they come from the checkpoint.
 RUN_OPTIONS = ("dataset", "model", "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay",
@@ -137,6 +137,11 @@ def _optimizer(config):
 def _augment(config, splits):
     if not config["augment"]:
         return None
+    if splits.input_shape[0] > 1:
+        # 32x32 colour: random crops of the image padded by 4 black pixels, and mirror images (He et al.,
+        # 2016, "Deep Residual Learning", Section 4.2, CIFAR-10); fill is black after normalisation.
+        black = tuple(-m / s for m, s in zip(splits.mean, splits.std))
+        return Augment(max_shift=4, flip=True, fill=black)
     background = float(splits.x_train.min())  # the normalised value of a 0 (black) pixel
     return Augment(max_shift=2, flip=config["dataset"] == "fashion", fill=background)
 

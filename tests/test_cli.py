@@ -44,7 +44,7 @@ def files_of(folder: Path) -> dict:
     (["--lr", "nan"], "argument --lr: expected a positive number, got nan"),
     (["--lr", "-0.1"], "argument --lr: expected a positive number, got -0.1"),
     (["--val-fraction", "1"], r"argument --val-fraction: expected a number in \[0, 1\), got 1.0"),
-    (["--dataset", "cifar10"], "argument --dataset: invalid choice: 'cifar10'"),
+    (["--dataset", "cifar100"], "argument --dataset: invalid choice: 'cifar100'"),
     (["--lr-schedule", "linear"], "argument --lr-schedule: invalid choice: 'linear'"),
     (["--early-stopping", "-1"], "argument --early-stopping: expected a positive integer, got -1"),
     (["--frobnicate"], "unrecognized arguments: --frobnicate"),

@@ -6,15 +6,14 @@ from pathlib import Path
 import kernels
 
 from scratchcnn.errors import ModelFileError
-from scratchcnn.optimizers import SGD, Adam
-from scratchcnn.serialization import (FIELD_ERRORS, FORMAT_VERSION, build_from_meta, check_finite,
-                                     read_archive, write_archive)
+from scratchcnn.optimizers import OPTIMIZERS
+from scratchcnn.serialization import (FIELD_ERRORS, FORMAT_VERSION, PARAM_PREFIX, build_from_meta,
+                                     check_finite, read_archive, write_archive)
 from scratchcnn.training import TrainState
 
-__all__ = ["CHECKPOINT_FORMAT", "OPTIMIZERS", "save_checkpoint", "load_checkpoint"]
+__all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint"]
 
 CHECKPOINT_FORMAT = "scratchcnn-checkpoint"
-OPTIMIZERS = {"Adam": Adam, "SGD": SGD}
 
 
 def save_checkpoint(path, model, state: TrainState, config: dict) -> Path:
@@ -31,7 +30,7 @@ def save_checkpoint(path, model, state: TrainState, config: dict) -> Path:
             "architecture": model.get_config(), "layer_state": model.layer_states(),
             "optimizer": {"class": type(opt).__name__, "config": opt.get_config(), "t": opt.t},
             "train_state": state.to_json(), "config": config}
-    arrays = {f"param/{key}": value for key, value in model.named_arrays().items()}
+    arrays = {f"{PARAM_PREFIX}{key}": value for key, value in model.named_arrays().items()}
     arrays.update({f"optim/{key}": value for key, value in opt.state_arrays().items()})
     return write_archive(path, meta, arrays)
 

@@ -4,7 +4,7 @@ The test split of the data set named in the model file is standardised with the
 model's stored ``normalization`` (exactly as in training), evaluated, and
 ``metrics.json``, ``confusion_matrix.png`` and ``samples.png`` are written, plus
 ``history.csv`` and ``curves.png`` from the run's checkpoint when there is one
-(``scratchcnn.report.evaluate_and_report``). They go to ``RUN_DIR/evaluation/``
+(``scratchcnn.report.write_test_report``). They go to ``RUN_DIR/evaluation/``
 (or ``--out``), so the files the training run wrote are never overwritten.
 
 Examples
@@ -23,21 +23,20 @@ from scratchcnn import cli
 from scratchcnn.checkpoint import CHECKPOINT_FORMAT
 from scratchcnn.data import DATASET_NAMES, DataSplits, load_raw, normalize
 from scratchcnn.errors import ConfigError, ModelFileError
-from scratchcnn.predict import MODEL_FILE, model_path
-from scratchcnn.report import evaluate_and_report
-from scratchcnn.serialization import load_model, read_archive
+from scratchcnn.loading import load_saved_model
+from scratchcnn.report import write_test_report
+from scratchcnn.serialization import CHECKPOINT_FILE, MODEL_FILE, read_archive
 from scratchcnn.training import TrainState
 
-__all__ = ["load_test_split", "run_history", "evaluate_model", "main"]
+__all__ = ["load_test_split", "run_history", "evaluate_saved_model", "main"]
 
 PROG = "python -m scratchcnn.evaluate"
-CHECKPOINT = "checkpoint.npz"  # scratchcnn.train's name for it
 
 
 def load_test_split(path, model, meta: dict, data_dir=None, progress: bool = True) -> DataSplits:
     """The test set of the model's data set, standardised with the model's normalisation.
 
-    The training and validation splits are left empty (``evaluate_and_report``
+    The training and validation splits are left empty (``write_test_report``
     needs only the test split).
 
     Raises
@@ -80,7 +79,7 @@ def run_history(run_dir) -> dict | None:
     ModelFileError
         If the checkpoint exists but cannot be read.
     """
-    path = Path(run_dir) / CHECKPOINT
+    path = Path(run_dir) / CHECKPOINT_FILE
     if not path.is_file():
         return None
     meta, _ = read_archive(path, CHECKPOINT_FORMAT)
@@ -90,7 +89,7 @@ def run_history(run_dir) -> dict | None:
         raise ModelFileError(f"{path}: bad checkpoint field: {exc}") from None
 
 
-def evaluate_model(target, out=None, data_dir=None, backend=None, progress=True, log=print) -> dict:
+def evaluate_saved_model(target, out=None, data_dir=None, backend=None, progress=True, log=print) -> dict:
     """Evaluate a run folder's ``model.npz`` (or a model file) on its test set and write the reports.
 
     Parameters
@@ -103,14 +102,13 @@ def evaluate_model(target, out=None, data_dir=None, backend=None, progress=True,
     -------
     The metrics dict written to ``out/metrics.json``.
     """
-    path = model_path(target)
+    model, meta, path = load_saved_model(target, backend=backend)
     run_dir = path.parent
     out = Path(out) if out else run_dir / "evaluation"
-    model, meta = load_model(path, backend=backend)
     splits = load_test_split(path, model, meta, data_dir, progress)
     info = {"model_file": str(path), "dataset": splits.name, "epoch": meta.get("epoch"),
             "backend": model.K.name, "test_images": len(splits.y_test), "parameters": model.num_params()}
-    result = evaluate_and_report(out, model, splits, run_history(run_dir), info, log=log)
+    result = write_test_report(out, model, splits, run_history(run_dir), info, log=log)
     log(f"test accuracy {result['test_accuracy']:.4f}  test loss {result['test_loss']:.4f}; wrote {out}")
     recorded = run_dir / "metrics.json"
     if path.name == MODEL_FILE and recorded.is_file():
@@ -136,7 +134,7 @@ def build_parser() -> cli.ArgumentParser:
 
 def _main(argv) -> int:
     args = build_parser().parse_args(argv)
-    evaluate_model(args.run, args.out, args.data_dir, args.backend, progress=not args.no_progress)
+    evaluate_saved_model(args.run, args.out, args.data_dir, args.backend, progress=not args.no_progress)
     return 0
 
 

@@ -113,7 +113,7 @@ def trace(model, x) -> Trace:
     ----------
     model : Sequential
     x : ndarray, float, shape (N, C, H, W) or (C, H, W), already preprocessed
-        (standardised, as ``scratchcnn.predict.prepare_image`` returns)
+        (standardised, as ``scratchcnn.images.preprocess_image`` returns)
 
     Returns
     -------

@@ -43,8 +43,8 @@ class SoftmaxCrossEntropy:
 
         Parameters
         ----------
-        logits : array, float, shape (N, K)
-        labels : array, int64, shape (N,), values in [0, K)
+        logits : array, float, shape (N, num_classes)
+        labels : array, int64, shape (N,), values in [0, num_classes)
         stats : array, float64, shape (2,), optional
             Where to write ``[sum of the N per-sample losses, number correct]``; the
             trainer passes one row per step so that a GPU need not report every step.
@@ -52,10 +52,10 @@ class SoftmaxCrossEntropy:
         Raises
         ------
         ValueError
-            If logits are not (N, K) or labels are not (N,).
+            If logits are not (N, num_classes) or labels are not (N,).
         """
         if len(logits.shape) != 2 or tuple(labels.shape) != (logits.shape[0],):
-            raise ValueError(f"SoftmaxCrossEntropy: expected logits (N, K) and labels (N,), "
+            raise ValueError(f"SoftmaxCrossEntropy: expected logits (N, num_classes) and labels (N,), "
                              f"got {tuple(logits.shape)} and {tuple(labels.shape)}")
         probs, stats = self.K.softmax_xent_forward(
             logits, labels, probs=self._buffer("probs", logits.shape, logits.dtype),
@@ -69,7 +69,7 @@ class SoftmaxCrossEntropy:
         return float(stats[0]) / logits.shape[0]
 
     def backward(self):
-        """dL/dlogits, shape (N, K), for the mean loss of the last ``forward``."""
+        """dL/dlogits, shape (N, num_classes), for the mean loss of the last ``forward``."""
         probs, labels = self._cache.pop("probs"), self._cache.pop("labels")
         return self.K.softmax_xent_backward(probs, labels,
                                             out=self._buffer("dlogits", probs.shape, probs.dtype))

@@ -280,10 +280,10 @@ class Sequential:
         return fit(self, x, y, **kwargs)
 
     def evaluate(self, x, y, batch_size=256) -> tuple[float, float]:
-        """Mean loss and accuracy on (x, y); see ``scratchcnn.training.evaluate``."""
-        from scratchcnn.training import evaluate
+        """Mean loss and accuracy on (x, y); see ``scratchcnn.training.loss_and_accuracy``."""
+        from scratchcnn.training import loss_and_accuracy
 
-        return evaluate(self, x, y, batch_size=batch_size)
+        return loss_and_accuracy(self, x, y, batch_size=batch_size)
 
     def predict(self, x, batch_size=256) -> np.ndarray:
         """Class probabilities (N, num_classes) float32 on the host, in inference mode."""

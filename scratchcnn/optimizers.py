@@ -5,7 +5,7 @@ import numpy as np
 
 import kernels
 
-__all__ = ["Optimizer", "SGD", "Adam"]
+__all__ = ["Optimizer", "SGD", "Adam", "OPTIMIZERS"]
 
 
 class Optimizer:
@@ -134,3 +134,7 @@ class Adam(Optimizer):
     def get_config(self):
         return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,
                 "weight_decay": self.weight_decay}
+
+
+# The optimizer classes a checkpoint may name (by class name): loading never looks a class up by arbitrary name.
+OPTIMIZERS = {"Adam": Adam, "SGD": SGD}

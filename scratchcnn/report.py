@@ -9,9 +9,9 @@ import numpy as np
 
 from scratchcnn import metrics, plots
 from scratchcnn.fileio import atomic_write_text, write_json
-from scratchcnn.training import HISTORY_KEYS, evaluate, predict_logits
+from scratchcnn.training import HISTORY_KEYS, loss_and_accuracy, predict_logits
 
-__all__ = ["write_history_csv", "evaluate_and_report", "display_images", "SAMPLE_COUNT"]
+__all__ = ["write_history_csv", "write_test_report", "display_images", "SAMPLE_COUNT"]
 
 SAMPLE_COUNT = 40  # images in samples.png
 
@@ -45,8 +45,8 @@ def _save_figure(fig, path: Path) -> None:
     tmp.replace(path)
 
 
-def evaluate_and_report(run_dir, model, splits, history: dict, info: dict, log=print) -> dict:
-    """Evaluate ``model`` on ``splits.x_test`` and write the run folder's reports.
+def write_test_report(run_dir, model, splits, history: dict, info: dict, log=print) -> dict:
+    """Score ``model`` on ``splits.x_test`` and write the run folder's reports.
 
     Writes ``metrics.json`` (``info`` plus test loss/accuracy, per-class
     precision / recall / F1, macro and weighted averages, the confusion matrix),
@@ -57,7 +57,7 @@ def evaluate_and_report(run_dir, model, splits, history: dict, info: dict, log=p
     Returns the metrics dict.
     """
     run_dir = Path(run_dir)
-    test_loss, test_accuracy = evaluate(model, splits.x_test, splits.y_test)
+    test_loss, test_accuracy = loss_and_accuracy(model, splits.x_test, splits.y_test)
     predictions = predict_logits(model, splits.x_test).argmax(axis=1)
     result = metrics.classification_metrics(splits.y_test, predictions, splits.class_names)
     log(metrics.report(splits.y_test, predictions, splits.class_names))

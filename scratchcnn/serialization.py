@@ -22,11 +22,15 @@ from scratchcnn.errors import ModelFileError
 from scratchcnn.fileio import atomic_write
 from scratchcnn.model import Sequential
 
-__all__ = ["MODEL_FORMAT", "FORMAT_VERSION", "write_archive", "read_archive", "save_model",
-           "load_model", "model_meta", "check_finite", "FIELD_ERRORS"]
+__all__ = ["MODEL_FORMAT", "FORMAT_VERSION", "MODEL_FILE", "BEST_MODEL_FILE", "CHECKPOINT_FILE",
+           "write_archive", "read_archive", "save_model", "load_model", "model_meta", "param_arrays",
+           "check_finite", "FIELD_ERRORS"]
 
 MODEL_FORMAT = "scratchcnn-model"
 FORMAT_VERSION = 1
+# The files of a run folder that hold models (scratchcnn.run writes them; predict and evaluate read them).
+MODEL_FILE, BEST_MODEL_FILE, CHECKPOINT_FILE = "model.npz", "best_model.npz", "checkpoint.npz"
+PARAM_PREFIX = "param/"  # archive key of a parameter or buffer: "param/<layer>.<name>"
 # zipfile answers some corrupt headers with NotImplementedError (an "unsupported version" or
 # compression) or RuntimeError (an "encrypted" flag bit): they too mean a corrupt file.
 _READ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error,
@@ -111,7 +115,7 @@ def save_model(path, model: Sequential, class_names, normalization: dict, **extr
         number per input channel) and ``scale`` (e.g. 255)
     **extra : JSON-serialisable fields stored in ``meta`` (data set name, ...)
     """
-    arrays = {f"param/{key}": value for key, value in model.named_arrays().items()}
+    arrays = {f"{PARAM_PREFIX}{key}": value for key, value in model.named_arrays().items()}
     return write_archive(path, model_meta(model, class_names, normalization, **extra), arrays)
 
 
@@ -124,7 +128,7 @@ def build_from_meta(path, meta: dict, arrays: dict, backend=None) -> Sequential:
         If the architecture is invalid or the arrays do not match it (names, shapes,
         dtypes), or an array holds NaN or infinite values.
     """
-    params = {key[len("param/"):]: value for key, value in arrays.items() if key.startswith("param/")}
+    params = param_arrays(arrays)
     check_finite(path, params)
     try:
         model = Sequential.from_config(meta["architecture"], backend=backend)
@@ -134,6 +138,12 @@ def build_from_meta(path, meta: dict, arrays: dict, backend=None) -> Sequential:
     except FIELD_ERRORS as exc:
         raise ModelFileError(f"{path}: architecture mismatch: {exc}") from None
     return model
+
+
+def param_arrays(arrays: dict) -> dict:
+    """The parameters and buffers of an archive's arrays, keyed ``"<layer>.<name>"`` (as
+    ``Sequential.named_arrays``) instead of ``"param/<layer>.<name>"``."""
+    return {key[len(PARAM_PREFIX):]: value for key, value in arrays.items() if key.startswith(PARAM_PREFIX)}
 
 
 def check_finite(path, arrays: dict) -> None:

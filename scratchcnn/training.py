@@ -13,7 +13,7 @@ from scratchcnn.errors import ConfigError, TrainingDiverged
 from scratchcnn.losses import SoftmaxCrossEntropy
 from scratchcnn.schedules import learning_rate
 
-__all__ = ["TrainState", "Trainer", "fit", "evaluate", "predict_logits", "HISTORY_KEYS"]
+__all__ = ["TrainState", "Trainer", "fit", "loss_and_accuracy", "predict_logits", "HISTORY_KEYS"]
 
 HISTORY_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds",
                 "images_per_second")
@@ -85,8 +85,8 @@ def _batches(n: int, batch_size: int):
     return range(0, n, batch_size)
 
 
-def evaluate(model, x, y, batch_size: int = 256) -> tuple[float, float]:
-    """Mean loss and accuracy of ``model`` on (x, y) in inference mode.
+def loss_and_accuracy(model, x, y, batch_size: int = 256) -> tuple[float, float]:
+    """Mean loss and accuracy of ``model`` on (x, y) in inference mode (``Sequential.evaluate``).
 
     x : (N, C, H, W) float32 host array; y : (N,) int64. Returns ``(loss, accuracy)``
     as floats (NaN for an empty set).
@@ -270,7 +270,7 @@ class Trainer:
     def _end_epoch(self, validation_data, epochs):
         st, h = self.state, self.state.history
         loss_sum, correct, images, seconds = st.partial
-        val_loss, val_acc = (evaluate(self.model, *validation_data) if validation_data is not None
+        val_loss, val_acc = (loss_and_accuracy(self.model, *validation_data) if validation_data is not None
                              else (math.nan, math.nan))
         row = {"epoch": st.epoch + 1, "loss": loss_sum / images, "accuracy": correct / images,
                "val_loss": val_loss, "val_accuracy": val_acc, "lr": self.model.optimizer.lr,

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scratchcnn import cli, evaluate, predict, train
+from scratchcnn import cli, evaluate, images, predict, train
 from scratchcnn.checkpoint import load_checkpoint, save_checkpoint
 from scratchcnn.losses import SoftmaxCrossEntropy
 from scratchcnn.optimizers import Adam
@@ -286,17 +286,17 @@ def test_predict_on_real_test_images_as_png_and_jpeg(fashion_model, confident, t
         assert len(png.splitlines()) == 4  # header + top 3
 
     # The API: a 28x28 PNG is exactly the training input, so the probabilities are the model's own.
-    results = predict.predict_images(model, {"class_names": s.class_names, "normalization":
-                                             {"mean": s.mean, "std": s.std}}, [files[chosen[0]]["png"]], 10)
-    got = dict(results[0].top)
+    result = predict.predict_image(model, {"class_names": s.class_names, "normalization":
+                                           {"mean": s.mean, "std": s.std}}, files[chosen[0]]["png"], 10)
+    got = dict(result.top)
     np.testing.assert_allclose([got[name] for name in s.class_names], probs[chosen[0]], rtol=1e-5, atol=1e-7)
 
 
-def test_prepare_image_inverts_frames_and_normalises():
+def test_preprocess_image_inverts_frames_and_normalises():
     norm = {"mean": 0.25, "std": 0.5}
-    grey = np.full((40, 20), 255, np.uint8)
+    grey = np.ones((40, 20), np.float32)
     grey[10:30, 5:15] = 0  # a black 20x10 bar on white
-    x, inverted = predict.prepare_image(grey, (1, 28, 28), norm)
+    x, inverted = images.preprocess_image(grey, (1, 28, 28), norm)
     assert inverted and x.shape == (1, 28, 28) and x.dtype == np.float32
     pixels = x[0] * 0.5 + 0.25  # back to [0, 1]
     # cropped to the bar, padded to a square 20x20, resized: the bar spans all rows, the middle 14 columns
@@ -304,11 +304,11 @@ def test_prepare_image_inverts_frames_and_normalises():
     assert pixels[:, 7:21].min() > 0.85 and pixels[:, 8:20].min() > 0.95 and pixels[:, 7:21].mean() > 0.97
     assert pixels[:, 6].max() < 0.15 and pixels[:, :6].max() < 0.05 and pixels[:, 22:].max() < 0.05
     # MNIST's 4/28 margin: the same bar fills only the middle 20 rows
-    mnist = predict.prepare_image(grey, (1, 28, 28), norm, margin=4 / 28)[0][0] * 0.5 + 0.25
+    mnist = images.preprocess_image(grey, (1, 28, 28), norm, dataset="mnist")[0][0] * 0.5 + 0.25
     assert mnist[:3].max() < 0.05 and mnist[25:].max() < 0.05 and mnist[5:23, 13:15].min() > 0.95
-    dark = np.zeros((28, 28), np.uint8)
-    dark[5, 5] = 255
-    x, inverted = predict.prepare_image(dark, (1, 28, 28), norm)
+    dark = np.zeros((28, 28), np.float32)
+    dark[5, 5] = 1
+    x, inverted = images.preprocess_image(dark, (1, 28, 28), norm)
     assert not inverted and x[0, 5, 5] == pytest.approx((1 - 0.25) / 0.5) and x[0, 0, 0] == pytest.approx(-0.5)
 
 
@@ -340,12 +340,16 @@ def test_predict_errors_are_one_line(fashion_model, tmp_path, capsys):
     bad_model.write_bytes((run_dir / "model.npz").read_bytes()[:1000])
     for argv, message in (
             ([str(tmp_path / "missing.png")], "missing.png: no such file"),
-            ([str(good), str(text)], "notes.png: cannot read the image (not a PNG/JPEG, or truncated)"),
             ([str(cut)], "cut.png: cannot read the image"),
             (["--top-k", "11", str(good)], "--top-k 11: must be between 1 and the model's 10 classes")):
         assert predict.main(["--model", str(run_dir)] + argv) == 1
         captured = capsys.readouterr()
-        assert message in one_error_line(captured.err, prog) and captured.out == ""  # nothing half-printed
+        assert message in one_error_line(captured.err, prog) and captured.out == ""
+    # Images are classified one at a time: an unreadable one is named, the others are still classified.
+    assert predict.main(["--model", str(run_dir), str(text), str(good)]) == 1
+    captured = capsys.readouterr()
+    assert "notes.png: cannot read the image (not a PNG/JPEG, or truncated)" in one_error_line(captured.err, prog)
+    assert captured.out.startswith(f"{good}  (28x28)") and len(captured.out.splitlines()) == 4
     for model, message in ((tmp_path / "empty_run", "the folder holds no model.npz"),
                            (tmp_path / "nothing", "no such file or folder"),
                            (bad_model, "bad.npz: cannot read the archive")):

@@ -14,7 +14,7 @@ from scratchcnn.losses import SoftmaxCrossEntropy
 from scratchcnn.optimizers import SGD, Adam
 from scratchcnn.presets import build_model
 from scratchcnn.schedules import learning_rate
-from scratchcnn.train import _augment
+from scratchcnn.run import make_augment
 from scratchcnn.training import Trainer
 
 
@@ -41,7 +41,7 @@ def test_early_stopping_stops_after_patience_and_restores_best_weights(digits, m
     """Scripted validation losses 1.0, 0.7, 0.7, 0.75, ... with patience 2: epoch 2 is the best (a tie is
     no improvement), epochs 3 and 4 are not better, so training stops after epoch 4 with epoch 2's weights."""
     losses = iter([1.0, 0.7, 0.7, 0.75, 0.1, 0.1])
-    monkeypatch.setattr(training, "evaluate", lambda model, x, y: (next(losses), 0.5))
+    monkeypatch.setattr(training, "loss_and_accuracy", lambda model, x, y: (next(losses), 0.5))
     model = compiled_model(digits)
     weights_after = {}
     bests = []
@@ -147,12 +147,12 @@ def test_augment_flips_about_half_the_images_only_when_asked(rng):
 
 def test_cli_flips_fashion_only_and_fills_with_black(digits):
     config = {"augment": True, "dataset": "digits"}
-    augment = _augment(config, digits)
+    augment = make_augment(config, digits)
     black = (0.0 - digits.mean) / digits.std  # a 0 pixel after standardisation
     assert augment.flip is False and augment.max_shift == 2 and augment.fill == pytest.approx(black, rel=1e-6)
-    assert _augment({**config, "dataset": "mnist"}, digits).flip is False
-    assert _augment({**config, "dataset": "fashion"}, digits).flip is True
-    assert _augment({**config, "augment": False}, digits) is None
+    assert make_augment({**config, "dataset": "mnist"}, digits).flip is False
+    assert make_augment({**config, "dataset": "fashion"}, digits).flip is True
+    assert make_augment({**config, "augment": False}, digits) is None
 
 
 def test_trainer_augments_training_batches_only(digits):

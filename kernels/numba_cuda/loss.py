@@ -86,7 +86,7 @@ def _softmax_xent_backward_k(probs, labels, dlogits):
 
 
 def softmax_xent_backward(probs, labels, out=None):
-    """``(probs - onehot) / N``; see ``numpy_ref.softmax_xent_backward``. Launch: ``grid_1d(N*K)``."""
+    """``(probs - onehot) / N``; see ``numpy_ref.softmax_xent_backward``. Launch: ``grid_1d(N*num_classes)``."""
     probs, labels = _dev(probs), _dev(labels)
     if out is None:
         out = empty(probs.shape, probs.dtype)

@@ -11,14 +11,14 @@ def softmax_xent_forward(logits, labels, probs=None, stats=None):
 
     Parameters
     ----------
-    logits : ndarray, shape (N, K)
-    labels : ndarray, int64, shape (N,), values in [0, K)
-    probs : ndarray, optional, shape (N, K)
+    logits : ndarray, shape (N, num_classes)
+    labels : ndarray, int64, shape (N,), values in [0, num_classes)
+    probs : ndarray, optional, shape (N, num_classes)
     stats : ndarray, optional, float64, shape (2,)
 
     Returns
     -------
-    probs : ndarray, shape (N, K), ``softmax(logits)`` row by row
+    probs : ndarray, shape (N, num_classes), ``softmax(logits)`` row by row
     stats : ndarray, float64, shape (2,)
         ``[sum over the batch of -log probs[n, labels[n]], number of rows whose
         argmax (first on ties) equals the label]``. The mean loss is ``stats[0] / N``.
@@ -47,7 +47,7 @@ def softmax_xent_forward(logits, labels, probs=None, stats=None):
 def softmax_xent_backward(probs, labels, out=None):
     """Gradient of the mean cross-entropy with respect to the logits: ``(probs - onehot) / N``.
 
-    probs : (N, K) from ``softmax_xent_forward``; labels : (N,) int64; returns (N, K).
+    probs : (N, num_classes) from ``softmax_xent_forward``; labels : (N,) int64; returns (N, num_classes).
     """
     n = probs.shape[0]
     if out is None:

@@ -1,0 +1,239 @@
+"""A training run and its folder: start one, resume one, finish one.
+
+``python -m scratchcnn.train`` parses its arguments and calls ``start_run`` or
+``resume_run``; everything a run does happens here:
+
+- ``start_run``: a new run folder, a freshly initialised model, training, ``finish_run``;
+- ``resume_run``: the model, optimizer and ``TrainState`` of the folder's
+  ``checkpoint.npz``, training to the end, ``finish_run`` (also for a run whose
+  training was complete but whose reports were not all written);
+- ``finish_run``: ``model.npz``, then the test-set reports (``scratchcnn.report``).
+
+A run's options (``config``, keys ``RUN_OPTIONS``) are stored in every checkpoint,
+so a resumed run keeps them.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from scratchcnn.augment import Augment
+from scratchcnn.checkpoint import load_checkpoint, save_checkpoint
+from scratchcnn.data import load_dataset
+from scratchcnn.errors import ConfigError, ModelFileError, TrainingDiverged
+from scratchcnn.losses import SoftmaxCrossEntropy
+from scratchcnn.optimizers import OPTIMIZERS
+from scratchcnn.presets import build_model
+from scratchcnn.report import write_test_report
+from scratchcnn.serialization import (BEST_MODEL_FILE, CHECKPOINT_FILE, MODEL_FILE, MODEL_FORMAT, param_arrays,
+                                     read_archive, save_model)
+from scratchcnn.training import TrainState, Trainer
+
+__all__ = ["RUN_OPTIONS", "RESUME_OPTIONS", "DEFAULT_EPOCHS", "RunOutcome", "start_run", "resume_run",
+           "finish_run", "make_optimizer", "make_augment", "default_run_dir"]
+
+DEFAULT_EPOCHS = {"fashion": 5, "mnist": 3, "cifar10": 10, "digits": 30}
+# Options stored in a run's config; on --resume they come from the checkpoint.
+RUN_OPTIONS = ("dataset", "model", "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay",
+               "seed", "train_limit", "val_fraction", "augment", "lr_schedule", "early_stopping",
+               "save_best", "data_dir")
+# The only run options that a resumed run may change (besides the backend and progress bars).
+RESUME_OPTIONS = ("epochs", "data_dir")
+
+
+@dataclass
+class RunOutcome:
+    """How a call of ``start_run``/``resume_run`` ended.
+
+    ``status`` is "finished" (trained and reported), "already complete" (a resumed
+    run with nothing left to do) or "interrupted" (Ctrl-C; a mid-epoch checkpoint
+    was saved). ``metrics`` is the dict written to ``metrics.json`` when finished.
+    """
+
+    run_dir: Path
+    status: str
+    state: TrainState
+    metrics: dict | None = None
+
+
+def default_run_dir(dataset: str) -> Path:
+    """``runs/<dataset>-<YYYYmmdd-HHMMSS>``, relative to the working folder."""
+    return Path(f"runs/{dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def make_optimizer(config: dict):
+    """The optimizer a run's config asks for (``optimizer``, ``lr``, ``momentum``, ``weight_decay``)."""
+    if config["optimizer"] == "sgd":
+        return OPTIMIZERS["SGD"](config["lr"], momentum=config["momentum"], weight_decay=config["weight_decay"])
+    return OPTIMIZERS["Adam"](config["lr"], weight_decay=config["weight_decay"])
+
+
+def make_augment(config: dict, splits):
+    """The run's augmentation (``scratchcnn.augment.Augment``), or None without ``augment``."""
+    if not config["augment"]:
+        return None
+    if splits.input_shape[0] > 1:
+        # 32x32 colour: random crops of the image padded by 4 black pixels, and mirror images (He et al.,
+        # 2016, "Deep Residual Learning", Section 4.2, CIFAR-10); fill is black after normalisation.
+        black = tuple(-m / s for m, s in zip(splits.mean, splits.std))
+        return Augment(max_shift=4, flip=True, fill=black)
+    background = float(splits.x_train.min())  # the normalised value of a 0 (black) pixel
+    return Augment(max_shift=2, flip=config["dataset"] == "fashion", fill=background)
+
+
+def start_run(config: dict, out=None, backend=None, progress: bool = True, log=print) -> RunOutcome:
+    """Train a new model as ``config`` says, into the run folder ``out``, and finish the run.
+
+    Parameters
+    ----------
+    config : dict with every key of ``RUN_OPTIONS``
+    out : path, optional; default ``default_run_dir(config["dataset"])``
+    backend : str, optional; see ``kernels.get``
+    progress : bool, progress bars
+    log : callable receiving each line to print
+
+    Raises
+    ------
+    ConfigError
+        If ``out`` already holds a run.
+    TrainingDiverged
+        If the loss became NaN or infinite; the message says what was kept.
+    DataError, ModelFileError, kernels.BackendUnavailable
+        As the data and model code raise them.
+    """
+    run_dir = Path(out) if out else default_run_dir(config["dataset"])
+    if (run_dir / CHECKPOINT_FILE).exists() or (run_dir / MODEL_FILE).exists():
+        raise ConfigError(f"run folder {run_dir} already holds a run; continue it with --resume {run_dir} "
+                          "or choose another --out")
+    config = dict(config)
+    splits = _load_data(config, progress)
+    run_dir.mkdir(parents=True, exist_ok=True)  # once the data has loaded: a failed start leaves no empty folder
+    model = build_model(config["model"], splits.input_shape, len(splits.class_names), seed=config["seed"],
+                        backend=backend)
+    model.compile(make_optimizer(config), SoftmaxCrossEntropy())
+    return _train_and_finish(run_dir, model, None, config, splits, progress, log)
+
+
+def resume_run(run_dir, epochs=None, data_dir=None, backend=None, progress: bool = True,
+               log=print) -> RunOutcome:
+    """Continue the run in ``run_dir`` from its checkpoint and finish it.
+
+    Parameters
+    ----------
+    run_dir : path of a run folder holding ``checkpoint.npz``
+    epochs : int, optional; train to this many epochs instead of the stored number
+    data_dir : path, optional; where the data set's files are now
+    backend, progress, log : as for ``start_run``; the backend defaults to the run's own
+        when it is available here (results are bit-exact only on the same backend)
+
+    Raises
+    ------
+    ConfigError
+        If the folder holds no checkpoint, or ``epochs`` is below the epochs already done.
+    ModelFileError
+        If the checkpoint cannot be loaded or its config lacks a run option.
+    TrainingDiverged
+        As for ``start_run``.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / CHECKPOINT_FILE).exists():
+        raise ConfigError(f"--resume {run_dir}: no {CHECKPOINT_FILE} in that folder")
+    model, state, config = load_checkpoint(run_dir / CHECKPOINT_FILE, backend=backend)
+    missing = [key for key in RUN_OPTIONS if key not in config]
+    if missing:
+        raise ModelFileError(f"{run_dir / CHECKPOINT_FILE}: the run's config lacks {', '.join(missing)}")
+    if data_dir:
+        config["data_dir"] = data_dir
+    if epochs:
+        if epochs < state.epoch:
+            raise ConfigError(f"--epochs {epochs}: the run in {run_dir} has already completed "
+                              f"{state.epoch} epochs")
+        config["epochs"] = epochs
+    if (state.epoch >= config["epochs"] or state.stopped_early) and (run_dir / "metrics.json").exists():
+        log(f"{run_dir} is complete ({state.epoch} epochs); nothing to do (to train longer, pass a "
+            f"larger --epochs; to re-compute its test metrics: python -m scratchcnn.evaluate {run_dir})")
+        return RunOutcome(run_dir, "already complete", state)
+    log(f"resuming {run_dir} at epoch {state.epoch + 1}, step {state.step}")
+    splits = _load_data(config, progress)
+    return _train_and_finish(run_dir, model, state, config, splits, progress, log)
+
+
+def _load_data(config: dict, progress: bool):
+    return load_dataset(config["dataset"], config["data_dir"], val_fraction=config["val_fraction"],
+                        train_limit=config["train_limit"], seed=config["seed"], progress=progress)
+
+
+def _normalization(config: dict, splits) -> dict:
+    return {"mean": splits.mean, "std": splits.std, "scale": 255.0 if config["dataset"] != "digits" else 16.0}
+
+
+def _train_and_finish(run_dir: Path, model, state, config: dict, splits, progress: bool, log) -> RunOutcome:
+    """Train ``model`` to ``config["epochs"]`` with a checkpoint after every epoch, then ``finish_run``."""
+    config["backend"] = model.K.name
+    normalization = _normalization(config, splits)
+    log(f"{config['dataset']}: {len(splits.y_train)} train, {len(splits.y_val)} validation, "
+        f"{len(splits.y_test)} test images; backend {model.K.name}; run folder {run_dir}")
+    log(model.summary())
+
+    def on_epoch_end(trainer):
+        save_checkpoint(run_dir / CHECKPOINT_FILE, model, trainer.state, config)
+
+    def on_best(trainer):
+        if config["save_best"] or config["early_stopping"]:
+            save_model(run_dir / BEST_MODEL_FILE, model, splits.class_names, normalization,
+                       dataset=config["dataset"], epoch=trainer.state.epoch)
+
+    trainer = Trainer(model, batch_size=config["batch_size"], seed=config["seed"], base_lr=config["lr"],
+                      lr_schedule=config["lr_schedule"], augment=make_augment(config, splits),
+                      early_stopping=config["early_stopping"], progress=progress,
+                      on_epoch_end=on_epoch_end, on_best=on_best, log=log, state=state)
+    if state is not None and config["early_stopping"] and (run_dir / BEST_MODEL_FILE).exists():
+        _, arrays = read_archive(run_dir / BEST_MODEL_FILE, MODEL_FORMAT)
+        trainer.best_weights = param_arrays(arrays)
+    try:
+        trainer.fit(splits.x_train, splits.y_train, config["epochs"], (splits.x_val, splits.y_val))
+    except TrainingDiverged as exc:
+        kept = (f"the last good checkpoint is {run_dir / CHECKPOINT_FILE}" if (run_dir / CHECKPOINT_FILE).exists()
+                else "no epoch completed, so there is no checkpoint")
+        raise TrainingDiverged(f"{exc}; {kept}") from None
+    if trainer.state.interrupted:
+        save_checkpoint(run_dir / CHECKPOINT_FILE, model, trainer.state, config)
+        return RunOutcome(run_dir, "interrupted", trainer.state)
+    metrics = finish_run(run_dir, model, splits, trainer.state, config, log)
+    return RunOutcome(run_dir, "finished", trainer.state, metrics)
+
+
+def finish_run(run_dir, model, splits, state: TrainState, config: dict, log=print) -> dict:
+    """Write a trained run's ``model.npz``, then its test-set reports (``scratchcnn.report``).
+
+    Returns the metrics dict written to ``metrics.json``.
+    """
+    run_dir = Path(run_dir)
+    save_model(run_dir / MODEL_FILE, model, splits.class_names, _normalization(config, splits),
+               dataset=config["dataset"], epoch=state.epoch)
+    per_second = state.train_images / state.train_seconds if state.train_seconds else None
+    info = {"dataset": config["dataset"], "model": config["model"], "epochs": config["epochs"],
+            "epochs_completed": state.epoch, "stopped_early": state.stopped_early, "best_epoch": state.best_epoch,
+            "batch_size": config["batch_size"], "lr": config["lr"], "seed": config["seed"],
+            "backend": model.K.name, "train_images": len(splits.y_train), "val_images": len(splits.y_val),
+            "test_images": len(splits.y_test), "train_seconds": state.train_seconds,
+            "train_images_per_second": per_second, "config": config, "parameters": model.num_params(),
+            "machine": machine()}
+    metrics = write_test_report(run_dir, model, splits, state.history, info, log=log)
+    log(f"test accuracy {metrics['test_accuracy']:.4f}  test loss {metrics['test_loss']:.4f}  "
+        f"({state.train_seconds:.1f} s of training, {per_second or 0:.0f} images/s); wrote {run_dir}")
+    return metrics
+
+
+def machine() -> dict:
+    """Versions and processor of this machine, recorded in ``metrics.json``."""
+    import numba
+
+    return {"python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,
+            "cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine()}
+

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 import kernels
+from kernels import numpy_ref
 
 __all__ = ["SoftmaxCrossEntropy"]
 
@@ -17,6 +18,9 @@ class SoftmaxCrossEntropy:
     Pattern Recognition and Machine Learning, Eq. 4.109; Goodfellow et al., 2016,
     Section 6.2.2.3).
 
+    Computes with the NumPy reference until ``to`` (or the ``Sequential.build``
+    of the model it is compiled into) places it on another backend.
+
     Examples
     --------
     >>> loss_fn = SoftmaxCrossEntropy()
@@ -27,10 +31,18 @@ class SoftmaxCrossEntropy:
     (2, 4)
     """
 
+    K = numpy_ref  # until ``to``: the constructor touches no backend
+
     def __init__(self):
-        self.K = kernels.get()
         self._cache: dict = {}
         self._workspace: dict = {}
+
+    def to(self, backend) -> "SoftmaxCrossEntropy":
+        """Compute on ``backend`` (a name or kernel module) from now on; returns self."""
+        self.K = kernels.get(backend) if isinstance(backend, str) else backend
+        self._workspace.clear()
+        self._cache.clear()
+        return self
 
     def _buffer(self, key, shape, dtype):
         buf = self._workspace.get(key)

@@ -12,22 +12,25 @@ __all__ = ["Sequential"]
 
 
 class Sequential:
-    """Layers applied one after another, with Keras-style ``compile``/``fit``/``evaluate``/``predict``.
+    """Layers applied one after another, with Keras-style ``build``/``compile``/``fit``/``evaluate``/``predict``.
 
     Parameters
     ----------
     layers : list of Layer
     input_shape : tuple, optional
-        Shape of one sample, e.g. ``(1, 28, 28)``; needed by ``summary`` and checked by ``fit``.
+        Shape of one sample, e.g. ``(1, 28, 28)``. Given here (or ``backend``), the
+        model is built at once, as in Keras; otherwise call ``build`` yourself, or
+        the first ``forward``/``fit`` builds it for the shape of its input.
     seed : int, optional
         Re-initialise every layer from ``numpy.random.default_rng(seed)``, in order,
         so that the same seed gives the same initial weights on every backend.
     backend : str, optional
-        Kernel backend ("numpy", "cpu", "cuda"); see ``kernels.get``.
+        Kernel backend ("numpy", "cpu", "cuda") for the build; see ``build``.
     fuse : bool, optional
         Run each Conv2D-ReLU-MaxPool2D run as one fused step (same function, fewer
-        passes over memory; ``scratchcnn.layers.fused``). Default: on for the
-        compiled backends, off for "numpy" so the reference runs layer by layer.
+        passes over memory; ``scratchcnn.layers.fused``). Default: the backend's
+        ``FUSE_BY_DEFAULT`` (on for the compiled backends, off for "numpy" so the
+        reference runs layer by layer).
 
     Examples
     --------
@@ -49,13 +52,15 @@ class Sequential:
             layer.name = f"{kind}_{counts.get(kind, 0)}"
             counts[kind] = counts.get(kind, 0) + 1
         self.fuse = fuse
-        self.K = kernels.get(backend)
-        self.to(self.K)
+        self.K = None  # the backend, once built
+        self._plan: list | None = None
+        self.optimizer = None
+        self.loss = None
         if seed is not None:
             self.initialize(seed)
         self.requires_input_grad = False
-        self.optimizer = None
-        self.loss = None
+        if input_shape is not None or backend is not None:
+            self.build(self.input_shape, backend=backend)
 
     # -- construction ---------------------------------------------------------------
     @property
@@ -67,6 +72,11 @@ class Sequential:
     def requires_input_grad(self, value: bool) -> None:
         self.layers[0].requires_input_grad = bool(value)
 
+    @property
+    def built(self) -> bool:
+        """Whether ``build`` has chosen the backend and made the plan."""
+        return self._plan is not None
+
     def initialize(self, seed: int) -> "Sequential":
         """Draw every layer's initial parameters, in order, from ``default_rng(seed)``."""
         rng = np.random.default_rng(seed)
@@ -74,29 +84,76 @@ class Sequential:
             layer.reset_parameters(rng)
         return self
 
-    def to(self, backend=None, dtype=None) -> "Sequential":
-        """Move every layer (and the optimizer and loss, once compiled) to ``backend``/``dtype``."""
-        self.K = kernels.get(backend) if backend is None or isinstance(backend, str) else backend
+    def build(self, input_shape=None, backend=None, dtype=np.float32) -> "Sequential":
+        """Choose the backend, place every array on it, and make the execution plan (as Keras' ``build``).
+
+        The one place where a model's backend is resolved: ``backend`` if given,
+        else ``$SCRATCHCNN_BACKEND``, else the fastest available (``kernels.get``).
+        An explicit ``backend`` always wins over the environment variable.
+
+        Parameters
+        ----------
+        input_shape : tuple, optional
+            Shape of one sample, e.g. ``(1, 28, 28)``; checked against the layers.
+            Default: the shape given before, if any.
+        backend : str or kernel module, optional
+            "numpy", "cpu" or "cuda" (or a module of ``kernels``, as profilers pass).
+        dtype : numpy dtype or None
+            Every parameter, gradient, buffer and optimizer moment is cast to it
+            (float32 for training, float64 for gradient checks); None keeps each
+            array's own dtype.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        kernels.BackendUnavailable
+            If the chosen backend cannot run here (the message says why).
+        ValueError
+            If the layers cannot take ``input_shape`` one after another.
+        """
+        K = kernels.get(backend) if backend is None or isinstance(backend, str) else backend
+        if input_shape is not None:
+            self.input_shape = tuple(int(s) for s in input_shape)
+        if self.input_shape is not None:
+            self.output_shapes()  # the layers chain, or ValueError naming the one that does not
         for layer in self.layers:
-            layer.to(self.K, dtype)
-        fuse = self.K.FUSE_BY_DEFAULT if self.fuse is None else self.fuse
+            layer.to(K, dtype)
+        if self.optimizer is not None:
+            self.optimizer.to(K, dtype)
+        if self.loss is not None:
+            self.loss.to(K)
+        self.K = K
+        fuse = K.FUSE_BY_DEFAULT if self.fuse is None else self.fuse
         self._plan = fuse_layers(self.layers) if fuse else list(self.layers)
-        for part in (getattr(self, "optimizer", None), getattr(self, "loss", None)):
-            if part is not None:
-                part.K = self.K
+        return self
+
+    def to(self, backend=None, dtype=None) -> "Sequential":
+        """Build again on ``backend``, casting to ``dtype`` (None: keep each array's dtype); returns self."""
+        return self.build(self.input_shape, backend=backend, dtype=dtype)
+
+    def ensure_built(self, input_shape=None) -> "Sequential":
+        """Build with the default backend now if nobody did (Keras builds on first use too); returns self."""
+        if not self.built:
+            self.build(input_shape)
         return self
 
     def compile(self, optimizer, loss) -> "Sequential":
-        """Attach the optimizer and loss used by ``fit``; both compute on this model's backend."""
+        """Attach the optimizer and loss used by ``fit``; once built, both compute on this model's backend."""
         if optimizer.state:
             raise ValueError("compile: the optimizer already holds state for other parameters")
         self.optimizer, self.loss = optimizer, loss
-        optimizer.K = loss.K = self.K
+        if self.built:
+            optimizer.to(self.K)
+            loss.to(self.K)
         return self
 
     # -- computation ----------------------------------------------------------------
     def forward(self, x, training=True):
         """Run every layer; x : (N, *input_shape) backend array -> logits (N, num_classes)."""
+        self.ensure_built(tuple(x.shape[1:]))
         for step in self._plan:
             x = step.forward(x, training)
         return x
@@ -115,6 +172,7 @@ class Sequential:
     @property
     def plan(self) -> list:
         """The steps ``forward`` runs, in order: the layers, with fused blocks where fusion is on."""
+        self.ensure_built()
         return list(self._plan)
 
     def train_step(self, x, y, stats=None):
@@ -138,6 +196,7 @@ class Sequential:
         """
         if self.optimizer is None or self.loss is None:
             raise ConfigError("the model is not compiled: call model.compile(optimizer, loss) first")
+        self.ensure_built(tuple(x.shape[1:]))
         stats = self.loss.forward(self.forward(x, training=True), y, stats=stats)
         self.backward(self.loss.backward())
         self.optimizer.step(self.parameters())
@@ -159,7 +218,7 @@ class Sequential:
         for layer in self.layers:
             for store in (layer.params, layer.buffers):
                 for key, value in store.items():
-                    out[f"{layer.name}.{key}"] = np.array(self.K.to_numpy(value))
+                    out[f"{layer.name}.{key}"] = np.array(layer.K.to_numpy(value))
         return out
 
     def load_named_arrays(self, arrays: dict) -> None:
@@ -182,7 +241,7 @@ class Sequential:
         for layer in self.layers:
             for store in (layer.params, layer.buffers):
                 for key in store:
-                    store[key] = self.K.asarray(np.array(arrays[f"{layer.name}.{key}"]))
+                    store[key] = layer.K.asarray(np.array(arrays[f"{layer.name}.{key}"]))
 
     def layer_states(self) -> dict:
         """``{layer name: layer.get_state()}`` for the layers that have state (Dropout)."""
@@ -269,7 +328,8 @@ class Sequential:
         text.append(f"Total params: {self.num_params():,}")
         text.append(f"Forward FLOPs per image: {self.flops(self.input_shape or input_shape):,} "
                     f"(training step ~3x)")
-        text.append(f"Input shape: {(None,) + tuple(self.input_shape or input_shape)}; backend: {self.K.name}")
+        backend = self.K.name if self.built else "not built yet"
+        text.append(f"Input shape: {(None,) + tuple(self.input_shape or input_shape)}; backend: {backend}")
         return "\n".join(text)
 
     # -- Keras-style training API (implemented in scratchcnn.training) ----------------

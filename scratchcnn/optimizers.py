@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 import kernels
+from kernels import numpy_ref
 
 __all__ = ["Optimizer", "SGD", "Adam", "OPTIMIZERS"]
 
@@ -13,10 +14,13 @@ class Optimizer:
 
     Per-parameter state (moments, velocities) lives in ``self.state[key]`` as
     backend arrays, created at the first step. ``lr`` may be changed between steps
-    (learning-rate schedules do).
+    (learning-rate schedules do). The optimizer computes with the NumPy reference
+    until ``to`` (or the ``Sequential.build`` of the model it is compiled into)
+    places it on the model's backend.
     """
 
     slots: tuple[str, ...] = ()  # names of the per-parameter state arrays
+    K = numpy_ref  # until ``to``: the constructor touches no backend
 
     def __init__(self, lr, weight_decay=0.0):
         if not float(lr) > 0:
@@ -26,7 +30,16 @@ class Optimizer:
         self.lr, self.weight_decay = float(lr), float(weight_decay)
         self.t = 0  # number of steps taken
         self.state: dict[str, dict] = {}
-        self.K = kernels.get()
+
+    def to(self, backend, dtype=None) -> "Optimizer":
+        """Compute on ``backend`` (a name or kernel module) and move the state there, cast to ``dtype``."""
+        new = kernels.get(backend) if isinstance(backend, str) else backend
+        for slots in self.state.values():
+            for slot, value in slots.items():
+                host = self.K.to_numpy(value)
+                slots[slot] = new.asarray(host if dtype is None else host.astype(dtype))
+        self.K = new
+        return self
 
     def _slots(self, key, param):
         state = self.state.get(key)

@@ -93,9 +93,8 @@ def loss_and_accuracy(model, x, y, batch_size: int = 256) -> tuple[float, float]
     """
     if len(y) == 0:
         return math.nan, math.nan
-    K = model.K
-    loss_fn = model.loss if model.loss is not None else SoftmaxCrossEntropy()
-    loss_fn.K = K
+    K = model.ensure_built(x.shape[1:]).K
+    loss_fn = model.loss if model.loss is not None else SoftmaxCrossEntropy().to(K)
     starts = _batches(len(y), batch_size)
     stats = K.zeros((len(starts), 2), np.float64)
     for i, start in enumerate(starts):
@@ -108,7 +107,7 @@ def loss_and_accuracy(model, x, y, batch_size: int = 256) -> tuple[float, float]
 
 def predict_logits(model, x, batch_size: int = 256) -> np.ndarray:
     """Logits (N, num_classes) float32 on the host for x (N, C, H, W), inference mode."""
-    K = model.K
+    K = model.ensure_built(x.shape[1:]).K
     parts = [np.array(K.to_numpy(model.forward(K.asarray(x[s:s + batch_size]), training=False)))
              for s in _batches(len(x), batch_size)]
     return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
@@ -192,6 +191,7 @@ class Trainer:
         ConfigError
             When x and y do not match the model.
         """
+        self.model.ensure_built(x.shape[1:])
         _check_xy(self.model, x, y)
         if validation_data is not None and len(validation_data[1]) == 0:
             validation_data = None

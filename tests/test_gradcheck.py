@@ -62,10 +62,7 @@ def test_layer_gradients(case, backend, rng):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_softmax_cross_entropy_gradient(backend, rng):
-    loss = SoftmaxCrossEntropy()
-    import kernels
-
-    loss.K = kernels.get(backend)
+    loss = SoftmaxCrossEntropy().to(backend)
     logits = rng.standard_normal((5, 7))
     labels = rng.integers(0, 7, 5)
     loss(logits, labels)
@@ -76,8 +73,7 @@ def test_softmax_cross_entropy_gradient(backend, rng):
 
 def _sampled_check(model, x, y, rng, samples=12, h=1e-5):
     """Relative error of dL/dparam at a few random coordinates of every parameter (CS231n grad_check_sparse)."""
-    loss = SoftmaxCrossEntropy()
-    loss.K = model.K
+    loss = SoftmaxCrossEntropy().to(model.K)
 
     def total_loss():
         return loss(model.forward(model.K.asarray(x), training=True), y)

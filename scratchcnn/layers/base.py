@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 import kernels
+from kernels import numpy_ref
 
 __all__ = ["Layer"]
 
@@ -28,7 +29,9 @@ class Layer:
         returns None; ``Sequential`` sets it on its first layer, whose input is data.
     K : module
         The kernel backend (``kernels.numpy_ref``, ``kernels.numba_cpu``, ...)
-        this layer computes with; arrays live where that backend keeps them.
+        this layer computes with; arrays live where that backend keeps them. A
+        new layer holds host (NumPy) arrays and so computes with the reference;
+        ``Sequential.build`` (or ``to``) places it on another backend.
 
     Notes
     -----
@@ -37,13 +40,14 @@ class Layer:
     Copy a result if you need it after the next call.
     """
 
+    K = numpy_ref  # until ``to`` places the layer: constructors make host arrays only
+
     def __init__(self):
         self.params: dict = {}
         self.grads: dict = {}
         self.buffers: dict = {}
         self.name: str | None = None
         self.requires_input_grad = True
-        self.K = kernels.get()
         self._cache: dict = {}
         self._workspace: dict = {}
 
@@ -83,9 +87,19 @@ class Layer:
         """Number of trainable scalars."""
         return int(sum(int(np.prod(p.shape)) for p in self.params.values()))
 
-    def to(self, backend=None, dtype=None) -> "Layer":
-        """Move parameters, gradients and buffers to ``backend`` (a name or kernel module), cast to ``dtype``."""
-        new = kernels.get(backend) if backend is None or isinstance(backend, str) else backend
+    def to(self, backend, dtype=None) -> "Layer":
+        """Move parameters, gradients and buffers to ``backend`` (a name or kernel module), cast to ``dtype``.
+
+        ``Sequential.build`` calls this for every layer of a model; call it
+        yourself to run a single layer on another backend or dtype
+        (``Conv2D(1, 8, 3).to("numpy", np.float64)`` for a gradient check).
+
+        Raises
+        ------
+        kernels.BackendUnavailable
+            If ``backend`` names a backend that cannot run here.
+        """
+        new = kernels.get(backend) if isinstance(backend, str) else backend
         for store in (self.params, self.grads, self.buffers):
             for key, value in store.items():
                 host = self.K.to_numpy(value)

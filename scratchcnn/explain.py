@@ -16,6 +16,7 @@ function                    what
 ``trace``                   every layer's output for an input (host copies)
 ``feature_maps``            each convolution's output after its ReLU, by conv name
 ``saliency``                d(class logit)/d(input pixels) by the layers' backward
+``trace_with_saliency``     both from one forward pass
 ``conv_unit_breakdown``     one conv output: patch, kernels, products, sum, bias, ReLU
 ``pool_unit_breakdown``     one max-pool output: its window and which input won
 ==========================  =======================================================
@@ -35,7 +36,8 @@ import numpy as np
 
 from scratchcnn.layers import BatchNorm1D, BatchNorm2D, Conv2D, Dropout, MaxPool2D, ReLU
 
-__all__ = ["Trace", "trace", "feature_maps", "saliency", "conv_unit_breakdown", "pool_unit_breakdown"]
+__all__ = ["Trace", "trace", "feature_maps", "saliency", "trace_with_saliency", "conv_unit_breakdown",
+           "pool_unit_breakdown"]
 
 # Layers that act on each value (or channel) separately: between a convolution and its ReLU they
 # keep the spatial layout, so a conv pixel's value can be followed through them.
@@ -202,9 +204,19 @@ def saliency(model, x, target=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     ValueError
         If ``x`` has the wrong rank or a target is not a class index.
     """
+    grad, target, traced = trace_with_saliency(model, x, target, keep=False)
+    return grad, target, traced.logits
+
+
+def trace_with_saliency(model, x, target=None, keep: bool = True) -> tuple[np.ndarray, np.ndarray, Trace]:
+    """``trace`` and ``saliency`` from one forward pass: ``(grad, target, Trace)``.
+
+    With ``keep=False`` the Trace holds only the logits (``outputs`` = [logits]).
+    Arguments, results and errors as for ``saliency``.
+    """
     x = _batch(model, x)
     K = model.K
-    outputs, out = _forward(model, x, keep=False)
+    outputs, out = _forward(model, x, keep=keep)
     logits = np.array(K.to_numpy(out))
     n, classes = logits.shape
     target = (logits.argmax(axis=1) if target is None
@@ -227,7 +239,8 @@ def saliency(model, x, target=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         grad = np.array(K.to_numpy(dout))
     finally:
         first.requires_input_grad = old
-    return grad, target, logits
+    names = [layer.name for layer in model.layers]
+    return grad, target, Trace(x, names if keep else names[-1:], outputs if keep else [logits])
 
 
 def _unit(traced: Trace, name: str, image: int, channel: int, row: int, col: int) -> np.ndarray:

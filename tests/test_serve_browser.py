@@ -1,0 +1,143 @@
+"""The web demo in a real browser: Debian's chromium driven by playwright against
+``python -m scratchcnn.serve`` on a free port of 127.0.0.1.
+
+Draws digits with mouse strokes and checks the class the page shows, uploads a
+Fashion-MNIST test image as a PNG and checks its label, and checks that the feature
+maps, the saliency map and the breakdown of one unit appear. With
+``SCRATCHCNN_SCREENSHOT=path.png`` it also saves a screenshot there (how the README's
+picture is made).
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi", reason="the web demo needs the 'web' extra (in 'dev' too)")
+sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright ('dev' extra)")
+from PIL import Image  # noqa: E402
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; playwright cannot download browsers here
+
+# Strokes on the 280x280 canvas, in canvas pixels, drawn the way a person would.
+DIGITS = {
+    "1": [[(150, 45), (148, 140), (145, 235)]],
+    "0": [[(140 + 60 * math.sin(2 * math.pi * t / 40), 140 - 90 * math.cos(2 * math.pi * t / 40))
+           for t in range(41)]],
+    "7": [[(75, 60), (205, 60), (165, 140), (125, 235)]],
+}
+
+
+@pytest.fixture(scope="module")
+def server(mnist_run, fashion_run):
+    """``python -m scratchcnn.serve`` with both models on a free port; yields its address."""
+    proc = subprocess.Popen([sys.executable, "-m", "scratchcnn.serve", "--model", str(mnist_run),
+                             "--model", str(fashion_run), "--port", "0", "--backend", "cpu"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = proc.stdout.readline()
+        found = re.search(r"on (http://127\.0\.0\.1:\d+/)", line)
+        assert found, f"the server did not start: {line}{proc.stdout.read() if proc.poll() is not None else ''}"
+        yield found.group(1)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium), "
+                    "as .ci/run does")
+    with sync_api.sync_playwright() as p:
+        # --no-sandbox: CI runs as root, where chromium's sandbox refuses to start.
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(server)
+        page.wait_for_selector("#model option", state="attached")
+        yield page
+        browser.close()
+
+
+def settle(page):
+    """Wait until the page shows the answer to its latest change."""
+    page.wait_for_selector('body[data-busy="0"]', timeout=30_000)
+
+
+def draw(page, strokes):
+    page.click("#clear")
+    box = page.locator("#canvas").bounding_box()
+    for stroke in strokes:
+        page.mouse.move(box["x"] + stroke[0][0], box["y"] + stroke[0][1])
+        page.mouse.down()
+        for x, y in stroke[1:]:
+            page.mouse.move(box["x"] + x, box["y"] + y, steps=4)
+        page.mouse.up()
+    settle(page)
+
+
+def test_drawn_digits_are_recognised(page):
+    assert page.is_visible("#model-chooser")
+    assert page.input_value("#model") == "mnist"
+    for digit, strokes in DIGITS.items():
+        draw(page, strokes)
+        assert page.get_attribute("#top", "data-class") == digit, page.inner_text("#bars")
+        assert page.locator("#bars li").count() == 5
+        assert page.is_hidden("#error")
+
+
+def test_feature_maps_saliency_and_one_unit_appear(page, mnist_run):
+    draw(page, DIGITS["7"])
+    assert page.locator("#layers .layer img").count() == 4
+    sizes = page.eval_on_selector_all("#layers .layer img", "imgs => imgs.map(i => [i.naturalWidth, i.complete])")
+    assert all(width > 0 and complete for width, complete in sizes), sizes
+    assert page.eval_on_selector("#saliency-img", "i => i.naturalWidth") == 28
+    assert page.eval_on_selector("#input-img", "i => i.naturalWidth") == 28
+    assert "saliency for \u201c7\u201d" in page.inner_text("#saliency-caption")
+    assert "classic" in page.inner_text("#card-facts") and "mnist" in page.inner_text("#card-facts")
+    # Click the map of conv2d_0's channel 0 at row 10, column 12 (the page draws it 2x... scale).
+    grid = page.locator('.grid[data-layer="conv2d_0"] img')
+    scale = grid.bounding_box()["width"] / (8 * 27 - 1)
+    grid.click(position={"x": (12 + 0.5) * scale, "y": (10 + 0.5) * scale})
+    page.wait_for_function("document.body.dataset.unit === 'conv2d_0:0:10:12'")
+    text = page.inner_text("#unit-body")
+    assert "conv2d_0, channel 0, row 10, column 12" in text and "ReLU" in text
+    assert page.locator("#unit-body .channel").count() == 1  # one input channel: 3x3 patch, kernel, products
+    assert page.locator("#unit-body .channel td").count() == 27
+    assert page.is_visible("#patch-box")
+    pool = page.locator('.grid[data-layer="maxpool2d_1"] img')
+    scale = pool.bounding_box()["width"] / (8 * 6 - 1)
+    pool.click(position={"x": (6 + 2.5) * scale, "y": (6 + 1.5) * scale})  # channel 9, row 1, column 2
+    page.wait_for_function("document.body.dataset.unit === 'maxpool2d_1:9:1:2'")
+    assert page.locator("#unit-body td.win").count() == 1
+
+
+def test_uploaded_fashion_image_gets_its_label(page, tmp_path):
+    from scratchcnn.data import load_raw
+
+    _, _, x_test, y_test, names, _, _ = load_raw("fashion", progress=False)
+    index = 2  # a trouser: the easiest class, which a 1-epoch model gets right
+    path = tmp_path / "trouser.png"
+    Image.fromarray(x_test[index]).save(path)
+    page.select_option("#model", "fashion")
+    page.set_input_files("#file", str(path))
+    settle(page)
+    assert page.get_attribute("#top", "data-class") == names[y_test[index]] == "Trouser"
+    assert "fashion" in page.inner_text("#card-facts")
+    # The page shows the very pixels of the file as the model's input (28x28: only standardised).
+    shown = page.eval_on_selector("#input-img", "i => i.src")
+    import base64
+    import io
+
+    pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(shown.split(",", 1)[1]))))
+    np.testing.assert_array_equal(pixels, x_test[index])
+    target = os.environ.get("SCRATCHCNN_SCREENSHOT")
+    shot = Path(target) if target else tmp_path / "page.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert Image.open(shot).size[0] == 1400

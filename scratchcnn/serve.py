@@ -12,10 +12,13 @@ Examples
 """
 from __future__ import annotations
 
+import asyncio
+import socket
 import sys
 
 import kernels
 from scratchcnn import cli
+from scratchcnn.errors import ConfigError
 
 __all__ = ["build_parser", "main"]
 
@@ -59,32 +62,46 @@ def _main(argv) -> int:
     from scratchcnn.web.app import create_app
     from scratchcnn.web.service import Limits, load_served
 
+    sock = _listen(args.host, args.port)  # first: a taken port fails before the models load
     models = load_served(args.model, backend=args.backend, replicas=args.replicas)
     for served in models.values():
         served.warm_up()
     app = create_app(models, Limits(max_bytes=int(args.max_image_mb * 2**20),
                                     max_pixels=int(args.max_megapixels * 1e6)))
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
+    config = uvicorn.Config(app, log_level="warning")
     server = uvicorn.Server(config)
     names = ", ".join(f"{m.id} ({m.card['file']})" for m in models.values())
-
-    def announce():
-        # Printed once the socket listens, with the real port (--port 0 asks the OS for one).
-        port = server.servers[0].sockets[0].getsockname()[1] if server.servers else args.port
-        host = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
-        print(f"serving {names} on http://{host}:{port}/ (API: http://{host}:{port}/docs); Ctrl-C stops",
-              flush=True)
-
-    _run(server, announce)
+    host, port = sock.getsockname()[:2]
+    host = f"[{host}]" if ":" in host else host
+    url = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}/"
+    _run(server, sock, lambda: print(f"serving {names} on {url} (API: {url}docs); Ctrl-C stops", flush=True))
     return 0
 
 
-def _run(server, announce) -> None:
-    """Run uvicorn until Ctrl-C or SIGTERM, calling ``announce`` once it listens."""
-    import asyncio
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on (host, port), bound here so that a taken port is one clear line.
+
+    Raises
+    ------
+    ConfigError
+        If the address does not resolve or cannot be bound (in use, not this machine's).
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        raise ConfigError(f"--host {host} --port {port}: cannot listen there: {exc.strerror or exc}") from None
+    return sock
+
+
+def _run(server, sock, announce) -> None:
+    """Serve on ``sock`` until Ctrl-C or SIGTERM, calling ``announce`` once uvicorn has started."""
 
     async def serve():
-        task = asyncio.create_task(server.serve())
+        task = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started and not task.done():
             await asyncio.sleep(0.05)
         if server.started:

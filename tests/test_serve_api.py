@@ -266,7 +266,7 @@ def test_concurrent_requests_get_the_single_threaded_answers(served, fashion_tes
 
 def test_serve_without_the_extra_says_how_to_install_it(mnist_run):
     code = ("import sys; sys.modules['fastapi'] = None; from scratchcnn.serve import main; "
-            f"sys.exit(main(['--model', {str(mnist_run)!r}]))")
+            f"sys.exit(main(['--model', {str(mnist_run)!r}, '--port', '0']))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and done.stdout == ""
     lines = done.stderr.strip().splitlines()
@@ -274,9 +274,24 @@ def test_serve_without_the_extra_says_how_to_install_it(mnist_run):
 
 
 def test_serve_reports_a_bad_model_folder_in_one_line(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "scratchcnn.serve", "--model", str(tmp_path)],
+    done = subprocess.run([sys.executable, "-m", "scratchcnn.serve", "--model", str(tmp_path), "--port", "0"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         f"python -m scratchcnn.serve: error: --model {tmp_path}: the folder holds no model.npz "
         f"(an unfinished run? finish it with python -m scratchcnn.train --resume {tmp_path})"]
+
+
+def test_serve_reports_a_taken_port_in_one_line(mnist_run):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "scratchcnn.serve", "--model", str(mnist_run),
+                               "--port", str(port)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"python -m scratchcnn.serve: error: --host 127.0.0.1 --port {port}: cannot listen there: "
+        "Address already in use"]

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numba
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
@@ -116,7 +117,7 @@ class ServedModel:
         models = [self.borrow() for _ in range(self.replicas)]
         try:
             for model in models:
-                _one_thread(model)
+                _one_thread()
                 explain.trace_with_saliency(model, blank)
         finally:
             for model in models:
@@ -139,7 +140,7 @@ class ServedModel:
         started = time.perf_counter()
         model = self.borrow()
         try:
-            _one_thread(model)
+            _one_thread()
             if details:
                 grad, _, traced = explain.trace_with_saliency(model, x)
                 maps = explain.feature_maps(model, traced=traced)
@@ -188,7 +189,7 @@ class ServedModel:
         x, _ = self.prepare(data, limits)
         model = self.borrow()
         try:
-            _one_thread(model)
+            _one_thread()
             traced = explain.trace(model, x)
             names = [lyr.name for lyr in model.layers]
             if layer not in names:
@@ -204,14 +205,12 @@ class ServedModel:
         return {key: value.tolist() if isinstance(value, np.ndarray) else value for key, value in result.items()}
 
 
-def _one_thread(model) -> None:
+def _one_thread() -> None:
     """Run this thread's compiled CPU kernels on one thread: one image is too little work to
     split, and waking a team of threads per kernel cost more than the kernels (measured:
-    benchmarks/README.md). Numba's thread count is per calling thread, so other threads keep theirs."""
-    if model.K.name == "cpu":
-        import numba
-
-        numba.set_num_threads(1)
+    benchmarks/README.md). Numba's thread count is per calling thread, so other threads keep
+    theirs; backends without parallel CPU kernels are not affected."""
+    numba.set_num_threads(1)
 
 
 def _card(path: Path, model, meta: dict) -> dict:

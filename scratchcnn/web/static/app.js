@@ -10,6 +10,7 @@ const state = {
   upload: null,              // the uploaded File while the canvas shows it unchanged
   inked: false,              // whether the canvas holds anything to classify
   last: null,                // the last answer and the data: URL of the image it was computed from
+  unit: null,                // the feature-map pixel last clicked: {layer, channel, row, col}
   seq: 0,                    // request counter: an answer older than the newest one is dropped
   timer: null,
 };
@@ -216,6 +217,23 @@ function render(a) {
   $("saliency-caption").textContent = `saliency for \u201c${a.saliency.class}\u201d: |\u2202logit / \u2202pixel|`;
   $("patch-box").hidden = true;
   renderLayers(a.layers);
+  // Keep the clicked unit in view: its numbers change with the image.
+  const u = state.unit && a.layers.find((layer) => layer.name === state.unit.layer);
+  if (u && state.unit.channel < u.shape[0] && state.unit.row < u.shape[1] && state.unit.col < u.shape[2]) {
+    selectUnit(u, state.unit.channel, state.unit.row, state.unit.col);
+  } else if (state.unit) {
+    state.unit = null;
+    $("unit-body").replaceChildren(el("p", "Click a pixel of a feature map.", "hint"));
+  }
+}
+
+function selectUnit(layer, channel, row, col) {
+  const { cols, h, w, gap } = layer.layout;
+  const grid = document.querySelector(`.grid[data-layer="${layer.name}"]`);
+  const gx = channel % cols, gy = Math.floor(channel / cols);
+  mark(grid, Number(grid.dataset.scale), gx * (w + gap) + col, gy * (h + gap) + row);
+  state.unit = { layer: layer.name, channel, row, col };
+  explainUnit(layer, channel, row, col);
 }
 
 function renderLayers(layers) {
@@ -230,6 +248,7 @@ function renderLayers(layers) {
     title.append(el("small", ` ${what}, ${layer.shape[0]} maps of ${layer.shape[1]}\u00d7${layer.shape[2]}`));
     const grid = el("div", null, "grid");
     grid.dataset.layer = layer.name;
+    grid.dataset.scale = scale;
     const img = el("img");
     img.src = layer.png;
     img.alt = `${layer.name} feature maps`;
@@ -243,8 +262,7 @@ function renderLayers(layers) {
       const col = x - gx * (w + gap), row = y - gy * (h + gap);
       const channel = gy * cols + gx;
       if (col >= w || row >= h || channel >= layer.shape[0]) return;  // a gap between maps
-      mark(grid, scale, gx * (w + gap) + col, gy * (h + gap) + row);
-      explainUnit(layer, channel, row, col);
+      selectUnit(layer, channel, row, col);
     });
     div.append(title, grid);
     return div;
@@ -262,11 +280,13 @@ function mark(grid, scale, x, y) {
 // ---------------------------------------------------------------- how one number is computed
 async function explainUnit(layer, channel, row, col) {
   if (!state.last) return;
+  const seq = state.unitSeq = (state.unitSeq || 0) + 1;
   document.body.dataset.unit = "loading";
   const body = { image: state.last.image, model: state.last.model, layer: layer.name, channel, row, col };
   const response = await fetch("/api/unit", { method: "POST", headers: { "content-type": "application/json" },
     body: JSON.stringify(body) });
   const u = await response.json();
+  if (seq !== state.unitSeq) return;  // another pixel was clicked meanwhile
   document.body.dataset.unit = response.ok ? `${layer.name}:${channel}:${row}:${col}` : "error";
   if (!response.ok) { showError(typeof u.detail === "string" ? u.detail : JSON.stringify(u.detail)); return; }
   const out = $("unit-body");

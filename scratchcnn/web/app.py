@@ -202,7 +202,8 @@ def create_app(models: dict[str, ServedModel], limits: Limits = Limits()) -> Fas
         ``details`` the input as the model sees it, the feature maps and the saliency map."""
         fields, data = await _parse(request, PredictRequest)
         served = pick(fields.model)
-        return await run_in_threadpool(served.predict, data, limits, fields.top_k, fields.details)
+        # The answer is already plain JSON types: JSONResponse skips FastAPI's walk over it.
+        return JSONResponse(await run_in_threadpool(served.predict, data, limits, fields.top_k, fields.details))
 
     unit_body = {"requestBody": {"required": True, "content": {
         "application/json": {"schema": UnitRequest.model_json_schema()}}}}
@@ -213,8 +214,8 @@ def create_app(models: dict[str, ServedModel], limits: Limits = Limits()) -> Fas
         fields, data = await _parse(request, UnitRequest)
         served = pick(fields.model)
         try:
-            return await run_in_threadpool(served.unit, data, limits, fields.layer, fields.channel,
-                                           fields.row, fields.col)
+            return JSONResponse(await run_in_threadpool(served.unit, data, limits, fields.layer, fields.channel,
+                                                        fields.row, fields.col))
         except KeyError as exc:
             raise _Problem(404, exc.args[0]) from None
         except ValueError as exc:

@@ -8,6 +8,10 @@ Starts the server in its own process with the given models and options, then:
 2. **load**: ``--requests`` requests from ``--clients`` concurrent client threads (keep-alive
    connections, test images in turn); reports requests/s and p50/p95 latency.
 
+3. with ``--threads``, instead of 1-2: the server's compute for one image with details, in this
+   process, with the kernels on one thread (what the server does) and on Numba's default
+   number of threads, interleaved.
+
 Prints markdown rows for benchmarks/README.md, with the date, the machine and its load average.
 
 Example
@@ -106,6 +110,32 @@ def load(url: str, images: list[bytes], clients: int, requests: int, details: bo
             "n": len(latency), "wall": wall}
 
 
+def compute_threads(model_dir: str, images: list[bytes], n: int, backend: str) -> None:
+    """Median and p95 of ServedModel.predict(details=True): one kernel thread vs Numba's default."""
+    import numba
+
+    from scratchcnn.web import service
+
+    served = service.load_served([model_dir], backend=backend)
+    entry = next(iter(served.values()))
+    entry.warm_up()
+    one_thread, default = service._one_thread, numba.config.NUMBA_NUM_THREADS
+    times = {"1 thread": [], f"{default} threads": []}
+    for i in range(n):
+        for label in times:  # interleaved, so that the machine's load falls on both alike
+            if label == "1 thread":
+                service._one_thread = one_thread
+            else:
+                service._one_thread = lambda: numba.set_num_threads(default)
+            started = time.perf_counter()
+            entry.predict(images[i % len(images)], service.Limits(), details=True)
+            times[label].append(time.perf_counter() - started)
+    print("| kernels on | requests | p50 ms | p95 ms |")
+    print("| --- | ---: | ---: | ---: |")
+    for label, values in times.items():
+        print(f"| {label} | {n} | {np.percentile(values, 50) * 1e3:.1f} | {np.percentile(values, 95) * 1e3:.1f} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", action="append", required=True)
@@ -117,8 +147,15 @@ def main() -> None:
     p.add_argument("--single", type=int, default=300)
     p.add_argument("--details", action=argparse.BooleanOptionalAction, default=True,
                    help="ask for feature maps and saliency in the load run too (default: yes)")
+    p.add_argument("--threads", action="store_true",
+                   help="measure only the compute with 1 kernel thread vs the default, in this process")
     args = p.parse_args()
     images = test_pngs(args.dataset, 100)
+    if args.threads:
+        print(f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; 1-minute load average "
+              f"{os.getloadavg()[0]:.1f}")
+        compute_threads(args.model[0], images, args.single, args.backend)
+        return
     proc, url = start_server(args.model, args.replicas, args.backend)
     try:
         single = one_at_a_time(url, images, args.single)

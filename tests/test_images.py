@@ -71,3 +71,25 @@ def test_preprocess_scales_16_bit_like_8_bit_and_rgb_per_channel(picture):
     np.testing.assert_allclose(x[1:], 0.0, atol=1e-5)
     with pytest.raises(ValueError, match="takes 3-channel images"):
         preprocess_image(colour[..., 0], (3, 5, 5), norm)
+
+
+def test_mnist_framing_centres_the_centre_of_mass():
+    # A "7": a long top bar and a slanted stem, so its mass sits high in its bounding box.
+    seven = np.ones((200, 150), np.float32)
+    seven[20:34, 10:140] = 0
+    for row in range(34, 190):
+        col = 130 - (row - 34) * 80 // 156
+        seven[row, col - 6:col + 6] = 0
+    norm = {"mean": 0.0, "std": 1.0}
+    mnist = preprocess_image(seven, (1, 28, 28), norm, dataset="mnist")[0][0]
+    boxed = preprocess_image(seven, (1, 28, 28), norm, margin=4 / 28)[0][0]  # the same frame, box-centred
+
+    def centre(x):
+        rows, cols = np.indices(x.shape) + 0.5
+        return (rows * x).sum() / x.sum(), (cols * x).sum() / x.sum()
+
+    # The centre of mass lands on the middle (to the rounding of one source pixel and Lanczos),
+    # which a box-centred frame misses by 2 pixels; none of the digit is cut off by the frame.
+    assert np.allclose(centre(mnist), (14, 14), atol=0.5)
+    assert centre(boxed)[0] < 12.2
+    assert mnist.sum() == pytest.approx(boxed.sum(), rel=0.01)

@@ -278,7 +278,7 @@ def test_serve_reports_a_bad_model_folder_in_one_line(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        f"python -m scratchcnn.serve: error: --model {tmp_path}: the folder holds no model.npz "
+        f"python -m scratchcnn.serve: error: {tmp_path}: the folder holds no model.npz "
         f"(an unfinished run? finish it with python -m scratchcnn.train --resume {tmp_path})"]
 
 

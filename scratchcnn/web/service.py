@@ -23,8 +23,8 @@ from PIL import Image, UnidentifiedImageError
 from scratchcnn import explain
 from scratchcnn.errors import DataError
 from scratchcnn.layers import Conv2D, MaxPool2D
-from scratchcnn.predict import MARGINS, load_image, model_path, prepare_image
-from scratchcnn.serialization import load_model
+from scratchcnn.images import load_image, preprocess_image
+from scratchcnn.loading import load_saved_model
 from scratchcnn.web import render
 
 __all__ = ["ImageError", "Limits", "ServedModel", "load_served", "decode_image", "softmax"]
@@ -49,9 +49,9 @@ class Limits:
 
 
 def decode_image(data: bytes, limits: Limits, channels: int = 1) -> np.ndarray:
-    """Check and decode an uploaded image with the function ``scratchcnn.predict`` uses.
+    """Check an uploaded image, then decode it with ``scratchcnn.images.load_image`` (as predict does).
 
-    Returns what ``load_image`` returns (uint8 grey levels (H, W)).
+    Returns what ``load_image`` returns: float32 [0, 1], (H, W) for ``channels=1``, else (H, W, 3).
 
     Raises
     ------
@@ -75,9 +75,9 @@ def decode_image(data: bytes, limits: Limits, channels: int = 1) -> np.ndarray:
         raise ImageError(413, f"the image is {width}x{height} pixels ({width * height:,}); the limit is "
                               f"{limits.max_pixels:,} pixels")
     try:
-        return load_image(io.BytesIO(data))
+        return load_image(data, channels=channels)
     except DataError as exc:
-        reason = str(exc).rsplit(": ", 1)[-1]  # Pillow's own words, without the stream's repr
+        reason = str(exc).rsplit(": ", 1)[-1]  # Pillow's own words
         raise ImageError(400, f"the image does not decode (truncated or corrupt): {reason}") from None
 
 
@@ -124,11 +124,11 @@ class ServedModel:
                 self.give_back(model)
 
     def prepare(self, data: bytes, limits: Limits):
-        """Encoded image bytes -> (model input (C, H, W) float32, inverted?), via ``scratchcnn.predict``."""
+        """Encoded image bytes -> (model input (C, H, W) float32, inverted?): ``scratchcnn.images``,
+        the preprocessing ``python -m scratchcnn.predict`` uses."""
         shape = self.card["input_shape"]
-        grey = decode_image(data, limits, channels=shape[0])
-        margin = MARGINS.get(self.meta.get("dataset"), 0.0)
-        return prepare_image(grey, shape, self.meta["normalization"], margin)
+        pixels = decode_image(data, limits, channels=shape[0])
+        return preprocess_image(pixels, shape, self.meta["normalization"], dataset=self.meta.get("dataset"))
 
     def predict(self, data: bytes, limits: Limits, top_k: int = 5, details: bool = False) -> dict:
         """Classify one image; with ``details``, add the input as the model sees it, every conv
@@ -236,18 +236,17 @@ def load_served(paths, backend=None, replicas: int = 1) -> dict[str, ServedModel
     """Load each run folder or model file ``replicas`` times; ids are the data set names
     ("mnist", "fashion"), made unique with the folder name when two share one.
 
-    Raises ConfigError / ModelFileError (from ``scratchcnn.predict.model_path`` and ``load_model``).
+    Raises ConfigError / ModelFileError (from ``scratchcnn.loading.load_saved_model``).
     """
     served: dict[str, ServedModel] = {}
     for given in paths:
-        path = model_path(given)
-        model, meta = load_model(path, backend=backend)
+        model, meta, path = load_saved_model(given, backend=backend)
         ident = str(meta.get("dataset") or path.parent.name)
         if ident in served:
             ident = f"{ident}-{path.parent.name}"
         entry = ServedModel(ident, path, meta, _card(path, model, meta), replicas)
         entry.give_back(model)
         for _ in range(replicas - 1):
-            entry.give_back(load_model(path, backend=backend)[0])
+            entry.give_back(load_saved_model(path, backend=backend)[0])
         served[ident] = entry
     return served

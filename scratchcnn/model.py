@@ -6,7 +6,7 @@ import numpy as np
 import kernels
 from scratchcnn.errors import ConfigError
 from scratchcnn.layers import LAYER_CLASSES, Layer
-from scratchcnn.layers.fused import fuse_layers
+from scratchcnn.plan import describe, make_plan
 
 __all__ = ["Sequential"]
 
@@ -27,10 +27,11 @@ class Sequential:
     backend : str, optional
         Kernel backend ("numpy", "cpu", "cuda") for the build; see ``build``.
     fuse : bool, optional
-        Run each Conv2D-ReLU-MaxPool2D run as one fused step (same function, fewer
-        passes over memory; ``scratchcnn.layers.fused``). Default: the backend's
-        ``FUSE_BY_DEFAULT`` (on for the compiled backends, off for "numpy" so the
-        reference runs layer by layer).
+        Run each run of layers that a fusion rule matches (Conv2D-ReLU-MaxPool2D)
+        as one fused step: the same function, fewer passes over memory
+        (``scratchcnn.plan``). ``False`` runs every layer's own ``forward`` and
+        ``backward``. Default: the backend's ``FUSE_BY_DEFAULT`` (on for the
+        compiled backends, off for "numpy" so the reference runs layer by layer).
 
     Examples
     --------
@@ -126,8 +127,8 @@ class Sequential:
         if self.loss is not None:
             self.loss.to(K)
         self.K = K
-        fuse = K.FUSE_BY_DEFAULT if self.fuse is None else self.fuse
-        self._plan = fuse_layers(self.layers) if fuse else list(self.layers)
+        self._fused = K.FUSE_BY_DEFAULT if self.fuse is None else bool(self.fuse)
+        self._plan = make_plan(self.layers, self._fused)
         return self
 
     def to(self, backend=None, dtype=None) -> "Sequential":
@@ -171,7 +172,8 @@ class Sequential:
 
     @property
     def plan(self) -> list:
-        """The steps ``forward`` runs, in order: the layers, with fused blocks where fusion is on."""
+        """The steps ``forward`` runs, in order: the layers, with fused steps where fusion is on
+        (``scratchcnn.plan``); builds the model with the default backend if nobody did."""
         self.ensure_built()
         return list(self._plan)
 
@@ -313,7 +315,12 @@ class Sequential:
         return total
 
     def summary(self, input_shape=None) -> str:
-        """A table of layers: output shape, parameter count and forward FLOPs per image, with totals."""
+        """A table of layers (output shape, parameters, forward FLOPs per image, totals), then the plan.
+
+        The plan is what ``forward`` and ``backward`` will run: one line per step,
+        naming the layers it runs and how (their own methods, or a fused step and
+        its kernels); see ``scratchcnn.plan``.
+        """
         shape = tuple(input_shape or self.input_shape or ())
         out_shapes = self.output_shapes(shape)
         rows = [("Layer (type)", "Output shape", "Params", "FLOPs/image")]
@@ -330,6 +337,11 @@ class Sequential:
                     f"(training step ~3x)")
         backend = self.K.name if self.built else "not built yet"
         text.append(f"Input shape: {(None,) + tuple(self.input_shape or input_shape)}; backend: {backend}")
+        if self.built:
+            steps = describe(self._plan)
+            text.append(f"Execution plan ({len(steps)} steps; fusion {'on' if self._fused else 'off'}):")
+            width = max(len(name) for name, _ in steps)
+            text += [f"  {i:>2}  {name:<{width}}  {how}" for i, (name, how) in enumerate(steps, 1)]
         return "\n".join(text)
 
     # -- Keras-style training API (implemented in scratchcnn.training) ----------------

@@ -25,6 +25,7 @@ import numpy as np
 
 from kernels.api import KERNELS
 from scratchcnn.errors import ConfigError
+from scratchcnn.plan import step_layers
 
 __all__ = ["synthetic_batch", "time_calls", "train_step", "preserved", "training_throughput",
            "inference_throughput", "LayerTime", "layer_profile", "kernel_profile", "format_profile",
@@ -178,8 +179,7 @@ class LayerTime:
 
 
 def _step_name(step) -> str:
-    parts = (step.conv, step.relu, step.pool) if hasattr(step, "conv") else (step,)
-    return "+".join(part.name for part in parts)
+    return "+".join(layer.name for layer in step_layers(step))
 
 
 def layer_profile(model, x, y, repeats: int = 10, warmup: int = 2) -> list[LayerTime]:

@@ -95,40 +95,6 @@ class Conv2D(Layer):
                 "padding": self.padding, "init": self.init, "bias": self.bias}
 
     def forward(self, x, training=True):
-        y, (n, c_out, h_out, w_out) = self.gemm_forward(x)
-        out = self.K.bias_add_nchw(y, self.bias_or_zeros(), n,
-                                   out=self._buffer("out", (n, c_out, h_out * w_out), x.dtype))
-        return out.reshape(n, c_out, h_out, w_out)
-
-    def backward(self, dout):
-        _, dout_cm = self.K.bias_grad_nchw(
-            dout, db=self.bias_grad_or_scratch(dout.dtype),
-            dout_cm=self._buffer("dout_cm", (self.out_channels, dout.size // self.out_channels), dout.dtype))
-        return self.gemm_backward(dout_cm)
-
-    def bias_or_zeros(self):
-        """``params["b"]``, or a constant zero vector when the layer has no bias."""
-        if self.bias:
-            return self.params["b"]
-        return self._zeros("zero_bias", self.params["W"].dtype)
-
-    def bias_grad_or_scratch(self, dtype):
-        """Where the bias gradient goes: ``grads["b"]``, or a scratch vector when there is no bias."""
-        return self.grads["b"] if self.bias else self._buffer("db_scratch", (self.out_channels,), dtype)
-
-    def _zeros(self, key, dtype):
-        buf = self._workspace.get(key)
-        if buf is None or buf.dtype != dtype:
-            buf = self._workspace[key] = self.K.zeros((self.out_channels,), dtype)
-        return buf
-
-    def gemm_forward(self, x):
-        """im2col and the GEMM, without the bias: x (N, C_in, H, W) -> y (C_out, N*H_out*W_out).
-
-        Returns ``y`` (channel-major, as the GEMM leaves it) and the output shape
-        (N, C_out, H_out, W_out). ``forward`` adds the bias and reorders to NCHW;
-        the fused Conv-ReLU-Pool step reads ``y`` directly.
-        """
         K, (kh, kw) = self.K, self.kernel_size
         self._check_input(x, 4, 1, self.in_channels, "in_channels")
         n = x.shape[0]
@@ -137,22 +103,30 @@ class Conv2D(Layer):
         cols = K.im2col(x, kh, kw, self.stride, self.padding,
                         out=self._buffer("cols", (self.in_channels * kh * kw, n * p), x.dtype))
         y = K.gemm(self.params["W"].reshape(c_out, -1), cols, out=self._buffer("y", (c_out, n * p), x.dtype))
+        out = K.bias_add_nchw(y, self._bias(x.dtype), n, out=self._buffer("out", (n, c_out, p), x.dtype))
         self._cache = {"cols": cols, "x_shape": tuple(x.shape)}
-        return y, (n, c_out, h_out, w_out)
+        return out.reshape(n, c_out, h_out, w_out)
 
-    def gemm_backward(self, dout_cm):
-        """Weight and input gradients from the channel-major output gradient dout_cm (C_out, N*H_out*W_out).
-
-        Fills ``grads["W"]`` and returns dx (N, C_in, H, W), or None when
-        ``requires_input_grad`` is off. ``grads["b"]`` is the caller's to fill.
-        """
+    def backward(self, dout):
         K, (kh, kw) = self.K, self.kernel_size
         cols, x_shape = self._cache.pop("cols"), self._cache.pop("x_shape")
         c_out = self.out_channels
+        db = self.grads["b"] if self.bias else self._buffer("db_unused", (c_out,), dout.dtype)
+        _, dout_cm = K.bias_grad_nchw(dout, db=db,
+                                      dout_cm=self._buffer("dout_cm", (c_out, dout.size // c_out), dout.dtype))
         K.gemm(dout_cm, cols, trans_b=True, out=self.grads["W"].reshape(c_out, -1))
         if not self.requires_input_grad:
             return None
         # cols is spent once dW is known, so its memory takes dcols.
         dcols = K.gemm(self.params["W"].reshape(c_out, -1), dout_cm, trans_a=True, out=cols)
         return K.col2im(dcols, x_shape, kh, kw, self.stride, self.padding,
-                        out=self._buffer("dx", x_shape, dout_cm.dtype))
+                        out=self._buffer("dx", x_shape, dout.dtype))
+
+    def _bias(self, dtype):
+        """``params["b"]``, or a constant zero vector when the layer has no bias."""
+        if self.bias:
+            return self.params["b"]
+        zero = self._workspace.get("zero_bias")
+        if zero is None or zero.dtype != dtype:
+            zero = self._workspace["zero_bias"] = self.K.zeros((self.out_channels,), dtype)
+        return zero

@@ -16,7 +16,7 @@ if cuda_problem():
     pytest.skip(cuda_problem(), allow_module_level=True)
 
 from scratchcnn.layers import BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU  # noqa: E402
-from scratchcnn.layers.fused import ConvReLUPool  # noqa: E402
+from scratchcnn.plan import ConvReLUPool  # noqa: E402
 from scratchcnn.losses import SoftmaxCrossEntropy  # noqa: E402
 from scratchcnn.model import Sequential  # noqa: E402
 from scratchcnn.optimizers import SGD, Adam  # noqa: E402

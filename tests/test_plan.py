@@ -1,0 +1,84 @@
+"""The execution plan: fused steps compute what the layers compute one by one, and summary shows the plan."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import kernels
+from scratchcnn import plan as plan_module
+from scratchcnn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
+from scratchcnn.losses import SoftmaxCrossEntropy
+from scratchcnn.model import Sequential
+from scratchcnn.optimizers import Adam
+from scratchcnn.profiling import synthetic_batch
+from tests.conftest import host_backends
+
+SHAPE = (1, 12, 12)
+
+
+def _model(backend, fuse, dtype=np.float32):
+    """Every fusion rule fires: a padded Conv-ReLU-Pool with a bias, one without a bias and with
+    overlapping windows (3x3, stride 2); then a dense head with dropout."""
+    layers = [Conv2D(1, 6, 3, padding=1), ReLU(), MaxPool2D(2), Conv2D(6, 8, 3, bias=False), ReLU(),
+              MaxPool2D(3, stride=2), Flatten(), Dense(8, 16), ReLU(), Dropout(0.25), Dense(16, 10)]
+    model = Sequential(layers, seed=3, fuse=fuse)
+    model.compile(Adam(1e-2), SoftmaxCrossEntropy())
+    return model.build(SHAPE, backend=backend, dtype=dtype)
+
+
+def test_every_fusion_rule_fires():
+    model = _model("numpy", fuse=True)
+    fired = {type(step) for step in model.plan if isinstance(step, plan_module.FusedStep)}
+    assert fired == {rule.step for rule in plan_module.FUSION_RULES}
+    assert [type(step).__name__ for step in model.plan].count("ConvReLUPool") == 2
+    unfused = _model("numpy", fuse=False)
+    assert unfused.plan == unfused.layers
+
+
+@pytest.mark.parametrize("backend", host_backends())
+def test_fused_and_unfused_plans_compute_the_same_outputs_gradients_and_training(backend):
+    fused, unfused = _model(backend, True), _model(backend, False)
+    K = kernels.get(backend)
+    x, y = synthetic_batch(SHAPE, 16, 10, seed=1)
+    close = dict(rtol=1e-5, atol=1e-6)
+    for training in (False, True):
+        a = K.to_numpy(fused.forward(K.asarray(x), training=training)).copy()
+        b = K.to_numpy(unfused.forward(K.asarray(x), training=training)).copy()
+        np.testing.assert_allclose(a, b, **close)
+    for model in (fused, unfused):
+        model.requires_input_grad = True
+        model.loss.forward(model.forward(K.asarray(x)), K.asarray(y))
+    dx_fused = K.to_numpy(fused.backward(fused.loss.backward())).copy()
+    dx_unfused = K.to_numpy(unfused.backward(unfused.loss.backward())).copy()
+    np.testing.assert_allclose(dx_fused, dx_unfused, **close)
+    grads = {key: K.to_numpy(g).copy() for key, _, g in fused.parameters()}
+    for key, _, g in unfused.parameters():
+        np.testing.assert_allclose(grads[key], K.to_numpy(g), err_msg=key, **close)
+    for step in range(3):
+        x, y = synthetic_batch(SHAPE, 16, 10, seed=10 + step)
+        for model in (fused, unfused):
+            model.train_step(K.asarray(x), K.asarray(y))
+    after = fused.named_arrays()
+    for key, value in unfused.named_arrays().items():
+        np.testing.assert_allclose(after[key], value, rtol=1e-4, atol=1e-5, err_msg=key)
+
+
+def test_summary_prints_the_plan_that_will_run():
+    text = _model("numpy", fuse=True).summary()
+    assert "conv2d_0 + relu_0 + maxpool2d_0" in text and "fused: ConvReLUPool" in text
+    assert "conv_relu_pool_forward" in text and "dense_0" in text
+    text = _model("numpy", fuse=False).summary()
+    assert "fused" not in text.split("Execution plan")[1].split("\n", 1)[1]
+
+
+def test_unfused_runs_every_layers_own_forward(monkeypatch):
+    calls = []
+    original = ReLU.forward
+    monkeypatch.setattr(ReLU, "forward", lambda self, x, training=True: calls.append(self.name) or
+                        original(self, x, training))
+    x, _ = synthetic_batch(SHAPE, 2, 10)
+    _model("numpy", fuse=False).forward(x)
+    assert calls == ["relu_0", "relu_1", "relu_2"]
+    calls.clear()
+    _model("numpy", fuse=True).forward(x)
+    assert calls == ["relu_2"]  # the other two run inside the fused steps

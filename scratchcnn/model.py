@@ -6,7 +6,7 @@ import numpy as np
 import kernels
 from scratchcnn.errors import ConfigError
 from scratchcnn.layers import LAYER_CLASSES, Layer
-from scratchcnn.plan import describe, make_plan
+from scratchcnn.plan import describe, make_plan, step_layers
 
 __all__ = ["Sequential"]
 
@@ -162,13 +162,82 @@ class Sequential:
     __call__ = forward
 
     def backward(self, dout):
-        """Backpropagate dL/d(logits) through every layer in reverse, filling each layer's grads.
+        """Backpropagate dL/d(logits) through the layers in reverse, filling each layer's grads.
+
+        Backpropagation stops at the first layer with trainable parameters, which
+        skips its input gradient: nothing below it has anything to learn (the first
+        layer's input is data; frozen layers keep their parameters). So freezing the
+        first layers saves their whole backward pass. With ``requires_input_grad``
+        set it goes on to the input instead.
 
         Returns dL/d(input) when ``requires_input_grad`` is set, else None.
         """
-        for step in reversed(self._plan):
-            dout = step.backward(dout)
-        return dout
+        if self.requires_input_grad:
+            for step in reversed(self._plan):
+                dout = step.backward(dout)
+            return dout
+        first = self._first_trainable()
+        if first is None:  # everything frozen: no gradient is needed
+            return None
+        start = next(i for i, step in enumerate(self._plan) if first in step_layers(step))
+        old, first.requires_input_grad = first.requires_input_grad, False
+        try:
+            for step in reversed(self._plan[start:]):
+                dout = step.backward(dout)
+        finally:
+            first.requires_input_grad = old
+        return None
+
+    def _first_trainable(self):
+        """The first layer that has parameters and is not frozen, or None."""
+        return next((layer for layer in self.layers if layer.params and layer.trainable), None)
+
+    # -- transfer learning ------------------------------------------------------------
+    def freeze(self, layers) -> "Sequential":
+        """Keep the parameters of some layers fixed (transfer learning); the others train.
+
+        Frozen layers still run forward in training mode (Dropout drops, BatchNorm
+        normalises with batch statistics and updates its running ones, as PyTorch
+        does with ``requires_grad=False``), but their parameters are left out of
+        ``parameters()``, so the optimizer neither updates them nor keeps moments
+        for them, and ``backward`` stops at the first trainable layer.
+
+        Parameters
+        ----------
+        layers : int or iterable of str
+            ``N``: the first N layers (in ``summary`` order); or layer names such as
+            ``["conv2d_0", "conv2d_1"]``. ``0`` or ``[]`` unfreezes every layer.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            For an N outside [0, number of layers], an unknown layer name, or a choice
+            that leaves no parameter to train.
+        """
+        names = [layer.name for layer in self.layers]
+        if isinstance(layers, (int, np.integer)) and not isinstance(layers, bool):
+            if not 0 <= layers <= len(names):
+                raise ValueError(f"freeze: N = {layers}, expected 0..{len(names)} (the model has {len(names)} layers)")
+            chosen = set(names[:int(layers)])
+        else:
+            chosen = set(layers)
+            unknown = sorted(chosen - set(names))
+            if unknown:
+                raise ValueError(f"freeze: unknown layer {unknown[0]!r}; the layers are {', '.join(names)}")
+        if not any(layer.params and layer.name not in chosen for layer in self.layers):
+            raise ValueError("freeze: that leaves no layer with parameters to train")
+        for layer in self.layers:
+            layer.trainable = layer.name not in chosen
+        return self
+
+    @property
+    def frozen(self) -> list[str]:
+        """Names of the frozen layers, in order."""
+        return [layer.name for layer in self.layers if not layer.trainable]
 
     @property
     def plan(self) -> list:
@@ -205,8 +274,11 @@ class Sequential:
         return stats
 
     def parameters(self):
-        """Yield ``(key, param, grad)`` for every trainable array, keys like ``"conv2d_0.W"``."""
+        """Yield ``(key, param, grad)`` for every trainable array, keys like ``"conv2d_0.W"``
+        (frozen layers' parameters are left out)."""
         for layer in self.layers:
+            if not layer.trainable:
+                continue
             for key, param in layer.params.items():
                 yield f"{layer.name}.{key}", param, layer.grads[key]
 
@@ -264,9 +336,12 @@ class Sequential:
     # -- description ----------------------------------------------------------------
     def get_config(self) -> dict:
         """The architecture as JSON-able data: ``{"input_shape": [...], "layers": [{"class", "config"}]}``."""
-        return {"input_shape": list(self.input_shape) if self.input_shape else None,
-                "layers": [{"class": type(layer).__name__, "config": layer.get_config()}
-                           for layer in self.layers]}
+        config = {"input_shape": list(self.input_shape) if self.input_shape else None,
+                  "layers": [{"class": type(layer).__name__, "config": layer.get_config()}
+                             for layer in self.layers]}
+        if self.frozen:
+            config["frozen"] = self.frozen
+        return config
 
     @classmethod
     def from_config(cls, config: dict, backend=None) -> "Sequential":
@@ -286,7 +361,11 @@ class Sequential:
                 layers.append(LAYER_CLASSES[cls_name](**entry.get("config", {})))
             except TypeError as exc:
                 raise ValueError(f"layer {i} ({cls_name}): bad config {entry.get('config')!r}: {exc}") from None
-        return cls(layers, input_shape=config.get("input_shape"), backend=backend)
+        model = cls(layers, input_shape=config.get("input_shape"), backend=backend)
+        frozen = config.get("frozen", [])
+        if not isinstance(frozen, list) or not all(isinstance(name, str) for name in frozen):
+            raise ValueError(f"'frozen' must list layer names, found {frozen!r}")
+        return model.freeze(frozen) if frozen else model
 
     def output_shapes(self, input_shape=None) -> list[tuple]:
         """Per-sample output shape of every layer, checking that the layers chain.

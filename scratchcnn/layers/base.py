@@ -27,6 +27,9 @@ class Layer:
     requires_input_grad : bool
         When False, ``backward`` skips the gradient with respect to the input and
         returns None; ``Sequential`` sets it on its first layer, whose input is data.
+    trainable : bool
+        False for a frozen layer (``Sequential.freeze``): its parameters are left out
+        of ``Sequential.parameters()``, so the optimizer never updates them.
     K : module
         The kernel backend (``kernels.numpy_ref``, ``kernels.numba_cpu``, ...)
         this layer computes with; arrays live where that backend keeps them. A
@@ -48,6 +51,7 @@ class Layer:
         self.buffers: dict = {}
         self.name: str | None = None
         self.requires_input_grad = True
+        self.trainable = True
         self._cache: dict = {}
         self._workspace: dict = {}
 

@@ -26,6 +26,7 @@ from scratchcnn.augment import Augment
 from scratchcnn.checkpoint import load_checkpoint, save_checkpoint
 from scratchcnn.data import load_dataset
 from scratchcnn.errors import ConfigError, ModelFileError, TrainingDiverged
+from scratchcnn.loading import resolve_model_file
 from scratchcnn.losses import SoftmaxCrossEntropy
 from scratchcnn.optimizers import OPTIMIZERS
 from scratchcnn.presets import build_model
@@ -33,6 +34,7 @@ from scratchcnn.report import write_test_report
 from scratchcnn.serialization import (BEST_MODEL_FILE, CHECKPOINT_FILE, MODEL_FILE, MODEL_FORMAT, param_arrays,
                                      read_archive, save_model)
 from scratchcnn.training import TrainState, Trainer
+from scratchcnn.transfer import init_from, parse_layer_choice, select_layers
 
 __all__ = ["RUN_OPTIONS", "RESUME_OPTIONS", "DEFAULT_EPOCHS", "RunOutcome", "start_run", "resume_run",
            "finish_run", "make_optimizer", "make_augment", "default_run_dir"]
@@ -41,7 +43,9 @@ DEFAULT_EPOCHS = {"fashion": 5, "mnist": 3, "cifar10": 10, "digits": 30}
 # Options stored in a run's config; on --resume they come from the checkpoint.
 RUN_OPTIONS = ("dataset", "model", "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay",
                "seed", "train_limit", "val_fraction", "augment", "lr_schedule", "early_stopping",
-               "save_best", "data_dir")
+               "save_best", "data_dir", "init_from", "init_layers", "freeze")
+# Options added after the first checkpoints were written: absent from an older run's config means None.
+LATER_OPTIONS = ("init_from", "init_layers", "freeze")
 # The only run options that a resumed run may change (besides the backend and progress bars).
 RESUME_OPTIONS = ("epochs", "data_dir")
 
@@ -112,11 +116,44 @@ def start_run(config: dict, out=None, backend=None, progress: bool = True, log=p
                           "or choose another --out")
     config = dict(config)
     splits = _load_data(config, progress)
-    run_dir.mkdir(parents=True, exist_ok=True)  # once the data has loaded: a failed start leaves no empty folder
     model = build_model(config["model"], splits.input_shape, len(splits.class_names), seed=config["seed"],
                         backend=backend)
+    apply_transfer(model, config, log)
+    run_dir.mkdir(parents=True, exist_ok=True)  # once data and model are ready: a failed start leaves no folder
     model.compile(make_optimizer(config), SoftmaxCrossEntropy())
     return _train_and_finish(run_dir, model, None, config, splits, progress, log)
+
+
+def apply_transfer(model, config: dict, log=print) -> None:
+    """``init_from`` (with ``init_layers``) and ``freeze`` of a run's config, applied to a new model.
+
+    ``init_from``: a run folder or model file whose matching layers are copied
+    (``scratchcnn.transfer.init_from``; ``init_layers``, "N" or "name,name", limits
+    which); ``freeze``: "N" (the first N layers) or layer names to keep fixed
+    (``Sequential.freeze``).
+
+    Raises
+    ------
+    ConfigError
+        For a model file that does not exist, no matching layer, an unknown layer
+        name, or a freeze that leaves nothing to train.
+    ModelFileError
+        If the ``init_from`` file cannot be read.
+    """
+    if config.get("init_from"):
+        layers = (select_layers(model, parse_layer_choice(config["init_layers"])) if config.get("init_layers")
+                  else None)
+        log(init_from(model, resolve_model_file(config["init_from"]), layers).summary())
+    if config.get("freeze"):
+        names = select_layers(model, parse_layer_choice(config["freeze"]))
+        if not names:  # --freeze 0
+            return
+        try:
+            model.freeze(names)
+        except ValueError as exc:
+            raise ConfigError(f"--freeze {config['freeze']}: {exc}") from None
+        first = next(layer.name for layer in model.layers if layer.params and layer.trainable)
+        log(f"frozen: {', '.join(names)} (no updates; backpropagation stops at {first})")
 
 
 def resume_run(run_dir, epochs=None, data_dir=None, backend=None, progress: bool = True,
@@ -144,6 +181,8 @@ def resume_run(run_dir, epochs=None, data_dir=None, backend=None, progress: bool
     if not (run_dir / CHECKPOINT_FILE).exists():
         raise ConfigError(f"--resume {run_dir}: no {CHECKPOINT_FILE} in that folder")
     model, state, config = load_checkpoint(run_dir / CHECKPOINT_FILE, backend=backend)
+    for key in LATER_OPTIONS:
+        config.setdefault(key, None)
     missing = [key for key in RUN_OPTIONS if key not in config]
     if missing:
         raise ModelFileError(f"{run_dir / CHECKPOINT_FILE}: the run's config lacks {', '.join(missing)}")
@@ -179,6 +218,9 @@ def _train_and_finish(run_dir: Path, model, state, config: dict, splits, progres
     log(f"{config['dataset']}: {len(splits.y_train)} train, {len(splits.y_val)} validation, "
         f"{len(splits.y_test)} test images; backend {model.K.name}; run folder {run_dir}")
     log(model.summary())
+    if model.frozen:
+        trainable = sum(int(np.prod(p.shape)) for _, p, _ in model.parameters())
+        log(f"Trainable params: {trainable:,} ({len(model.frozen)} frozen layers)")
 
     def on_epoch_end(trainer):
         save_checkpoint(run_dir / CHECKPOINT_FILE, model, trainer.state, config)

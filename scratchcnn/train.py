@@ -8,6 +8,7 @@ Examples
     python -m scratchcnn.train --dataset fashion --epochs 5
     python -m scratchcnn.train --dataset digits --no-progress
     python -m scratchcnn.train --resume runs/fashion-20261123-120000
+    python -m scratchcnn.train --dataset mnist --init-from runs/fashion-20261123-120000 --freeze 6
 """
 from __future__ import annotations
 
@@ -17,10 +18,12 @@ import kernels
 from scratchcnn import cli
 from scratchcnn.data import DATASET_NAMES
 from scratchcnn.errors import ConfigError, TrainingDiverged
+from scratchcnn.loading import resolve_model_file
 from scratchcnn.presets import PRESETS
 from scratchcnn.run import DEFAULT_EPOCHS, RESUME_OPTIONS, RUN_OPTIONS, resume_run, start_run
 from scratchcnn.schedules import SCHEDULES
 from scratchcnn.serialization import BEST_MODEL_FILE, CHECKPOINT_FILE
+from scratchcnn.transfer import parse_layer_choice
 
 __all__ = ["main", "build_parser", "config_from_args", "DEFAULT_EPOCHS"]
 
@@ -50,11 +53,19 @@ def build_parser() -> cli.ArgumentParser:
     p.add_argument("--val-fraction", type=cli.fraction, default=0.1,
                    help="share of training images held out for validation (default: 0.1)")
     p.add_argument("--augment", action="store_true",
-                   help="random shifts of up to 2 pixels (and horizontal flips for fashion)")
+                   help="random shifts of up to 2 pixels (and horizontal flips for fashion); cifar10: random "
+                        "crops of the image padded by 4 pixels and horizontal flips")
     p.add_argument("--lr-schedule", choices=SCHEDULES, default="constant", help="default: constant")
     p.add_argument("--early-stopping", type=cli.positive_int, metavar="PATIENCE",
                    help="stop after PATIENCE epochs without a lower validation loss; restore the best weights")
     p.add_argument("--save-best", action="store_true", help=f"also keep the best-validation model as {BEST_MODEL_FILE}")
+    p.add_argument("--init-from", metavar="RUN_DIR|MODEL.npz",
+                   help="start from another run's model: every layer whose name and shapes match is loaded")
+    p.add_argument("--init-layers", metavar="N|NAMES",
+                   help="with --init-from, load only the first N layers (or these comma-separated layer names)")
+    p.add_argument("--freeze", metavar="N|NAMES",
+                   help="keep the first N layers (or these comma-separated layer names, e.g. conv2d_0,conv2d_1) "
+                        "fixed; backpropagation stops at the first trainable layer")
     p.add_argument("--resume", metavar="RUN_DIR", help=f"continue the run in RUN_DIR from its {CHECKPOINT_FILE}")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -66,13 +77,24 @@ def config_from_args(args) -> dict:
     Raises
     ------
     ConfigError
-        For a negative weight decay, or ``--save-best``/``--early-stopping`` without
-        a validation set.
+        For a negative weight decay, ``--save-best``/``--early-stopping`` without
+        a validation set, a malformed ``--freeze``/``--init-layers``, ``--init-layers``
+        without ``--init-from``, or an ``--init-from`` that names no model.
     """
     config = {key: getattr(args, key) for key in RUN_OPTIONS}
     config["epochs"] = args.epochs or DEFAULT_EPOCHS[args.dataset]
     if args.weight_decay < 0:
         raise ConfigError(f"--weight-decay must be >= 0, got {args.weight_decay}")
+    if args.init_layers and not args.init_from:
+        raise ConfigError("--init-layers needs --init-from (the run or model file to load from)")
+    for flag in ("init_layers", "freeze"):
+        if getattr(args, flag) is not None:
+            try:
+                parse_layer_choice(getattr(args, flag))
+            except ConfigError as exc:
+                raise ConfigError(f"--{flag.replace('_', '-')}: {exc}") from None
+    if args.init_from:
+        resolve_model_file(args.init_from)  # a missing file fails before the data loads
     if (args.save_best or args.early_stopping) and args.val_fraction == 0:
         flag = "--save-best" if args.save_best else "--early-stopping"
         raise ConfigError(f"{flag} needs a validation set, but --val-fraction is 0")

@@ -75,3 +75,20 @@ def test_colour_augmentation_is_a_padded_random_crop_with_per_channel_black():
                     for w in [p[:, i:i + 8, j:j + 8] for i in range(9) for j in range(9)])
                 for a, p in zip(out, padded)]
     assert 16 < sum(mirrored) < 48  # about half are mirror images
+
+
+def test_predict_keeps_colour_for_a_colour_model(cifar_run, tmp_path, capsys):
+    """New synthetic images, saved as enlarged (96x96) RGB PNGs, are classified as their classes."""
+    from scratchcnn.predict import main as predict_main
+
+    raw = cifar_fake.records(10, seed=7)
+    table = np.frombuffer(raw, np.uint8).reshape(10, 3073)
+    right = 0
+    for i, row in enumerate(table):
+        rgb = row[1:].reshape(3, 32, 32).transpose(1, 2, 0)
+        path = tmp_path / f"img{i}.png"
+        Image.fromarray(rgb, "RGB").resize((96, 96), Image.Resampling.NEAREST).save(path)
+        assert predict_main(["--model", str(cifar_run), "--top-k", "1", str(path)]) == 0
+        predicted = capsys.readouterr().out.splitlines()[1].split()[1]
+        right += predicted == cifar_fake.NAMES[row[0]]
+    assert right >= 8, right

@@ -125,3 +125,39 @@ def test_init_from_loads_matching_layers_and_names_the_others(tmp_path):
     vgg = build_model("vgg-small", (1, 28, 28), 10, seed=0, backend="numpy")
     with pytest.raises(ConfigError, match="no layer matches this model"):
         init_from(vgg, tmp_path / "model.npz", layers=["batchnorm2d_0"])
+
+
+def test_the_main_job_starts_from_another_run_and_resumes_frozen(tmp_path, capsys):
+    from scratchcnn.serialization import load_model
+    from scratchcnn.train import main
+
+    common = ["--dataset", "digits", "--backend", "cpu", "--no-progress"]
+    assert main(common + ["--epochs", "2", "--out", str(tmp_path / "a")]) == 0
+    assert main(common + ["--epochs", "1", "--init-from", str(tmp_path / "a"), "--init-layers", "6",
+                          "--freeze", "conv2d_0,relu_0,maxpool2d_0,conv2d_1", "--out", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "initialised conv2d_0, conv2d_1 from" in out and "backpropagation stops at dense_0" in out
+    assert main(["--resume", str(tmp_path / "b"), "--epochs", "3", "--no-progress"]) == 0
+    a, _ = load_model(tmp_path / "a" / "model.npz")
+    b, meta = load_model(tmp_path / "b" / "model.npz")
+    a_arrays, b_arrays = a.named_arrays(), b.named_arrays()
+    for key in ("conv2d_0.W", "conv2d_0.b", "conv2d_1.W", "conv2d_1.b"):  # frozen through the resume too
+        np.testing.assert_array_equal(b_arrays[key], a_arrays[key], err_msg=key)
+    assert not np.array_equal(b_arrays["dense_0.W"], a_arrays["dense_0.W"])
+    assert meta["architecture"]["frozen"] == ["conv2d_0", "relu_0", "maxpool2d_0", "conv2d_1"]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--init-layers", "3"], "--init-layers needs --init-from"),
+    (["--init-from", "nowhere"], "nowhere: no such file or folder"),
+    (["--freeze", ","], "--freeze: expected a number of layers or comma-separated layer names"),
+    (["--freeze", "dense_9"], "unknown layer 'dense_9'"),
+    (["--freeze", "11"], "--freeze 11: freeze: that leaves no layer with parameters to train"),
+])
+def test_transfer_option_errors_are_one_line(tmp_path, capsys, argv, message):
+    from scratchcnn.train import main
+
+    code = main(["--dataset", "digits", "--epochs", "1", "--no-progress", "--out", str(tmp_path / "r")] + argv)
+    err = capsys.readouterr().err
+    assert code == 1 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "r").exists()

@@ -41,7 +41,7 @@ from scratchcnn import cli
 from scratchcnn.errors import ConfigError
 from scratchcnn.fileio import atomic_write
 from scratchcnn.layers import BatchNorm1D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
-from scratchcnn.serialization import load_model
+from scratchcnn.loading import load_saved_model
 
 __all__ = ["OPSET", "to_onnx", "export_model", "main"]
 
@@ -153,10 +153,7 @@ def export_model(source, target, softmax: bool = False) -> Path:
     ConfigError, ModelFileError
         For a missing or unreadable model, or a layer without ONNX counterpart.
     """
-    from scratchcnn.predict import model_path
-
-    path = model_path(source)
-    model, meta = load_model(path, backend="numpy")
+    model, meta, _ = load_saved_model(source, backend="numpy")
     onnx_model = to_onnx(model, meta["class_names"], meta["normalization"], softmax=softmax,
                          graph_name=f"scratchcnn-{meta.get('dataset', 'model')}")
     data = onnx_model.SerializeToString()

@@ -71,6 +71,11 @@ def test_models_lists_both_with_their_cards(client, fashion_run, mnist_run):
     assert card["parameters"] == metrics["parameters"] == 225_034
     assert card["input_shape"] == [1, 28, 28] and card["class_names"][9] == "Ankle boot"
     assert "conv2d_0 (Conv2D)" in card["summary"] and card["preset"] == "classic"
+    schema = client.get("/openapi.json").json()
+    assert set(schema["paths"]) == {"/api/models", "/api/predict", "/api/unit"}
+    body = schema["paths"]["/api/predict"]["post"]["requestBody"]["content"]
+    assert set(body) == {"application/json", "multipart/form-data"}
+    assert client.get("/docs").status_code == 200
 
 
 def test_predictions_equal_scratchcnn_predict(client, fashion_run, fashion_test, tmp_path):
@@ -144,7 +149,8 @@ def test_unit_breakdown_matches_the_maps(client, served, fashion_test):
     pool = client.post("/api/unit", json={"image": data, "layer": "maxpool2d_0", "channel": 3, "row": 6,
                                           "col": 6}).json()
     u, v = pool["winner"]
-    assert pool["window"][u][v] == pool["output"] == pool["framework_output"] == max(max(r) for r in pool["window"])
+    largest = max(max(r) for r in pool["window"])
+    assert pool["window"][u][v] == pool["output"] == pool["framework_output"] == largest
     errors = [({"layer": "conv2d_7", "channel": 0, "row": 0, "col": 0}, 404, "conv2d_7"),
               ({"layer": "relu_0", "channel": 0, "row": 0, "col": 0}, 422, "not a Conv2D"),
               ({"layer": "conv2d_0", "channel": 32, "row": 0, "col": 0}, 422, "channel 32 out of range"),

@@ -56,8 +56,10 @@ def page(server):
         pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium), "
                     "as .ci/run does")
     with sync_api.sync_playwright() as p:
-        # --no-sandbox: CI runs as root, where chromium's sandbox refuses to start.
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        # --no-sandbox: CI runs as root, where chromium's sandbox refuses to start; a container's small
+        # /dev/shm would crash it, hence --disable-dev-shm-usage.
+        browser = p.chromium.launch(executable_path=str(CHROMIUM),
+                                    args=["--no-sandbox", "--disable-dev-shm-usage"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(server)
         page.wait_for_selector("#model option", state="attached")

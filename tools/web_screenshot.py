@@ -34,7 +34,8 @@ def main() -> None:
         if not url:
             sys.exit(f"web_screenshot.py: the server did not start: {line}")
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium",
+                                         args=["--no-sandbox", "--disable-dev-shm-usage"])
             page = browser.new_page(viewport={"width": args.width, "height": 900}, device_scale_factor=1)
             page.goto(url.group(1))
             page.wait_for_selector("#model option", state="attached")
@@ -49,7 +50,7 @@ def main() -> None:
             scale = grid.bounding_box()["width"] / (8 * 27 - 1)
             # Channel 2 (third map of the first row), row 6, column 16: on the 7's top bar.
             grid.click(position={"x": (2 * 27 + 16 + 0.5) * scale, "y": (6 + 0.5) * scale})
-            page.wait_for_function("document.body.dataset.unit && document.body.dataset.unit.startsWith('conv2d_0')")
+            page.wait_for_function("(document.body.dataset.unit || '').startsWith('conv2d_0')")
             page.screenshot(path=args.out, full_page=True)
             browser.close()
     finally:

@@ -71,7 +71,8 @@ class BodyLimit:
             chunks.append(message.get("body", b""))
             total += len(chunks[-1])
             if total > self.max_body:
-                return await _send_error(send, 413, f"the request body exceeds the limit of {self.max_body:,} bytes")
+                return await _send_error(send, 413,
+                                         f"the request body exceeds the limit of {self.max_body:,} bytes")
             more = message.get("more_body", False)
         body, replayed = b"".join(chunks), False
 

@@ -19,7 +19,7 @@ pytest.importorskip("fastapi", reason="the web demo needs the 'web' extra (in 'd
 from PIL import Image  # noqa: E402
 
 with warnings.catch_warnings():  # Starlette's notice about the httpx package the test client uses
-    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient  # noqa: E402
 
 from scratchcnn import explain  # noqa: E402
@@ -124,12 +124,9 @@ def test_details_hold_the_input_maps_and_saliency(client, served, fashion_test):
                             lay["rows"] * (lay["h"] + lay["gap"]) - lay["gap"])
         assert lay["cols"] * lay["rows"] >= layer["shape"][0] and lay["max"] > 0
     # The saliency map is the gradient the framework's backward pass computes for the top class.
-    model = served["fashion"].borrow()
-    try:
-        x, _ = served["fashion"].prepare(png_bytes(pixels), Limits())
+    x, _ = served["fashion"].prepare(png_bytes(pixels), Limits())
+    with served["fashion"].replica() as model:
         grad, target, _ = explain.saliency(model, x)
-    finally:
-        served["fashion"].give_back(model)
     assert got["saliency"]["target"] == target[0] == got["index"]
     assert got["saliency"]["max_abs_gradient"] == pytest.approx(float(np.abs(grad).max()), rel=1e-6)
     heat = decode_data_url(got["saliency"]["png"])

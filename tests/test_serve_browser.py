@@ -72,14 +72,17 @@ def settle(page):
     page.wait_for_selector('body[data-busy="0"]', timeout=30_000)
 
 
-def draw(page, strokes):
+def draw(page, strokes, brush=20, scale=1.0, shift=(0, 0)):
+    """Clear the canvas and draw ``strokes`` (scaled, then shifted, in canvas pixels) with the mouse."""
     page.click("#clear")
+    page.locator("#brush").fill(str(brush))
     box = page.locator("#canvas").bounding_box()
     for stroke in strokes:
-        page.mouse.move(box["x"] + stroke[0][0], box["y"] + stroke[0][1])
+        points = [(box["x"] + shift[0] + scale * x, box["y"] + shift[1] + scale * y) for x, y in stroke]
+        page.mouse.move(*points[0])
         page.mouse.down()
-        for x, y in stroke[1:]:
-            page.mouse.move(box["x"] + x, box["y"] + y, steps=4)
+        for x, y in points[1:]:
+            page.mouse.move(x, y, steps=4)
         page.mouse.up()
     settle(page)
 
@@ -87,9 +90,13 @@ def draw(page, strokes):
 def test_drawn_digits_are_recognised(page):
     assert page.is_visible("#model-chooser")
     assert page.input_value("#model") == "mnist"
+    # Large and centred, then small, thin and in the bottom-right corner: the preprocessing crops
+    # and frames a drawing as MNIST's digits were, so both must read the same.
     for digit, strokes in DIGITS.items():
-        draw(page, strokes)
-        assert page.get_attribute("#top", "data-class") == digit, page.inner_text("#bars")
+        for brush, scale, shift in [(20, 1.0, (0, 0)), (12, 0.55, (110, 110))]:
+            draw(page, strokes, brush, scale, shift)
+            shown = page.get_attribute("#top", "data-class")
+            assert shown == digit, f"drew {digit} (scale {scale}), the page shows {shown}: {page.inner_text('#bars')}"
         assert page.locator("#bars li").count() == 5
         assert page.is_hidden("#error")
 
@@ -103,7 +110,7 @@ def test_feature_maps_saliency_and_one_unit_appear(page, mnist_run):
     assert page.eval_on_selector("#input-img", "i => i.naturalWidth") == 28
     assert "saliency for \u201c7\u201d" in page.inner_text("#saliency-caption")
     assert "classic" in page.inner_text("#card-facts") and "mnist" in page.inner_text("#card-facts")
-    # Click the map of conv2d_0's channel 0 at row 10, column 12 (the page draws it 2x... scale).
+    # Click conv2d_0's channel 0 at row 10, column 12 (the grid: 8 maps of 26 + 1 gap pixels across, scaled up).
     grid = page.locator('.grid[data-layer="conv2d_0"] img')
     scale = grid.bounding_box()["width"] / (8 * 27 - 1)
     grid.click(position={"x": (12 + 0.5) * scale, "y": (10 + 0.5) * scale})

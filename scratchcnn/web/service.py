@@ -13,6 +13,7 @@ import io
 import json
 import queue
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,25 +104,31 @@ class ServedModel:
     def class_names(self) -> list:
         return self.meta["class_names"]
 
-    def borrow(self):
-        """A replica for this thread alone; give it back with ``give_back`` (``with self.use()``)."""
-        return self._pool.get()
-
-    def give_back(self, model) -> None:
+    def add_replica(self, model) -> None:
+        """Put one more copy of the model into the pool (``load_served`` does)."""
         self._pool.put(model)
+
+    @contextmanager
+    def replica(self):
+        """``with entry.replica() as model``: a copy for this thread alone, waiting while all are busy."""
+        model = self._pool.get()
+        try:
+            yield model
+        finally:
+            self._pool.put(model)
 
     def warm_up(self) -> None:
         """Run every replica once on a blank input: compiles (or loads) the kernels and allocates
         the layers' buffers before the first request, so that it is not the slow one."""
         blank = np.zeros(self.card["input_shape"], np.float32)
-        models = [self.borrow() for _ in range(self.replicas)]
+        models = [self._pool.get() for _ in range(self.replicas)]
         try:
             for model in models:
                 _one_thread()
                 explain.trace_with_saliency(model, blank)
         finally:
             for model in models:
-                self.give_back(model)
+                self._pool.put(model)
 
     def prepare(self, data: bytes, limits: Limits):
         """Encoded image bytes -> (model input (C, H, W) float32, inverted?): ``scratchcnn.images``,
@@ -138,16 +145,13 @@ class ServedModel:
         """
         x, inverted = self.prepare(data, limits)
         started = time.perf_counter()
-        model = self.borrow()
-        try:
+        with self.replica() as model:
             _one_thread()
             if details:
                 grad, _, traced = explain.trace_with_saliency(model, x)
                 maps = explain.feature_maps(model, traced=traced)
             else:
                 traced, grad, maps = explain.trace(model, x), None, None
-        finally:
-            self.give_back(model)
         probs = softmax(traced.logits[0])
         order = np.argsort(-probs, kind="stable")
         answer = {"model": self.id, "class": self.class_names[order[0]], "index": int(order[0]),
@@ -187,8 +191,7 @@ class ServedModel:
         Raises KeyError (unknown layer) or ValueError (wrong kind, coordinate out of range).
         """
         x, _ = self.prepare(data, limits)
-        model = self.borrow()
-        try:
+        with self.replica() as model:
             _one_thread()
             traced = explain.trace(model, x)
             names = [lyr.name for lyr in model.layers]
@@ -200,8 +203,6 @@ class ServedModel:
             else:
                 result = explain.conv_unit_breakdown(model, traced, layer, channel, row, col)
             result["input_layer"] = names[names.index(layer) - 1] if names.index(layer) else "input"
-        finally:
-            self.give_back(model)
         return {key: value.tolist() if isinstance(value, np.ndarray) else value for key, value in result.items()}
 
 
@@ -245,8 +246,8 @@ def load_served(paths, backend=None, replicas: int = 1) -> dict[str, ServedModel
         if ident in served:
             ident = f"{ident}-{path.parent.name}"
         entry = ServedModel(ident, path, meta, _card(path, model, meta), replicas)
-        entry.give_back(model)
+        entry.add_replica(model)
         for _ in range(replicas - 1):
-            entry.give_back(load_saved_model(path, backend=backend)[0])
+            entry.add_replica(load_saved_model(path, backend=backend)[0])
         served[ident] = entry
     return served

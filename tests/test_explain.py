@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import host_backends
+from tests.conftest import host_backends
 from scratchcnn import explain
 from scratchcnn.gradcheck import numerical_grad, rel_error
 from scratchcnn.layers import (BatchNorm1D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D,

@@ -141,6 +141,55 @@ class Sequential:
             self.build(input_shape)
         return self
 
+    def warm_up(self, batch_size: int = 64, eval_batch_size: int = 256, log=print) -> float:
+        """Compile the plan's kernels for the batches training will run, before anything is timed.
+
+        On a backend that compiles its kernels on first use (``K.COMPILES``), a
+        twin of this model (the same layers, plan, backend and dtype, with its own
+        weights, optimizer and loss) runs one training step on ``batch_size`` zero
+        images and one inference pass on ``eval_batch_size``, so that Numba
+        compiles, or loads from its disk cache, every kernel that training,
+        evaluation and prediction call. This model, its optimizer and its random
+        streams are left untouched, so a run is the same with or without it.
+        When a kernel has to be compiled, ``log`` gets one line as compiling starts.
+
+        Returns
+        -------
+        seconds : float
+            Wall-clock seconds spent compiling; 0.0 when every kernel came from the
+            disk cache or the backend compiles nothing.
+        """
+        from scratchcnn.losses import SoftmaxCrossEntropy
+        from scratchcnn.profiling import CompileLog
+
+        self.ensure_built()
+        K = self.K
+        if not K.COMPILES or self.input_shape is None:
+            return 0.0
+        dtype = next((param.dtype for _, param, _ in self.parameters()), np.dtype(np.float32))
+        try:
+            twin = Sequential([type(layer)(**layer.get_config()) for layer in self.layers], fuse=self.fuse)
+        except (TypeError, ValueError):
+            return 0.0  # a layer that cannot be rebuilt from its config: its kernels compile when first run
+        if self.optimizer is not None:
+            twin.compile(type(self.optimizer)(**self.optimizer.get_config()), type(self.loss)())
+        twin.build(self.input_shape, backend=K, dtype=dtype)
+        loss = twin.loss if twin.loss is not None else SoftmaxCrossEntropy().to(K)
+
+        def announce():
+            log(f"compiling the kernels of the {K.name} backend for this model "
+                "(first run only; later runs load them from the disk cache)")
+
+        with CompileLog(on_first=announce) as compiled:
+            stats = K.zeros((1, 2), np.float64)
+            if twin.optimizer is not None:
+                twin.train_step(K.zeros((batch_size,) + self.input_shape, dtype),
+                                K.zeros((batch_size,), np.int64), stats[0])
+            logits = twin.forward(K.zeros((eval_batch_size,) + self.input_shape, dtype), training=False)
+            loss.forward(logits, K.zeros((eval_batch_size,), np.int64), stats=stats[0])
+            K.to_numpy(stats)  # waits for queued kernels
+        return compiled.seconds
+
     def compile(self, optimizer, loss) -> "Sequential":
         """Attach the optimizer and loss used by ``fit``; once built, both compute on this model's backend."""
         if optimizer.state:

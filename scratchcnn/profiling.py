@@ -319,9 +319,11 @@ class CompileLog:
     (['_relu_forward_core'], 0.8)   # or ([], 0.0) when loaded from the cache
     """
 
-    def __init__(self):
+    def __init__(self, on_first=None):
+        """``on_first()``, if given, is called once, as the first compilation in the block starts."""
         self.names: list[str] = []
         self.seconds = 0.0
+        self._on_first = on_first
         self._depth, self._start, self._listener = 0, 0.0, None
 
     def __enter__(self) -> "CompileLog":
@@ -332,6 +334,8 @@ class CompileLog:
         class Listener(event.Listener):
             def on_start(self, ev):
                 if log._depth == 0:
+                    if not log.names and log._on_first is not None:
+                        log._on_first()
                     log._start = _now()
                 log._depth += 1
                 log.names.append(ev.data["dispatcher"].py_func.__qualname__)

@@ -26,6 +26,9 @@ class TrainState:
     ``epoch`` epochs are complete and ``step`` steps of the next one (0 at an epoch
     boundary); ``partial`` holds that epoch's ``[loss sum, correct, images, seconds]``
     so far; ``best`` the best validation loss, its epoch and ``wait`` (epochs since).
+    ``train_seconds`` counts training steps only; ``compile_seconds`` the kernel
+    compilation of the warm-up before training (``Sequential.warm_up``), summed over
+    the run's starts and resumes.
     """
 
     epoch: int = 0
@@ -37,6 +40,7 @@ class TrainState:
     wait: int = 0
     train_seconds: float = 0.0
     train_images: int = 0
+    compile_seconds: float = 0.0
     stopped_early: bool = False
     interrupted: bool = False
 
@@ -193,6 +197,9 @@ class Trainer:
         """
         self.model.ensure_built(x.shape[1:])
         _check_xy(self.model, x, y)
+        if self.state.epoch < epochs and not self.state.stopped_early:
+            # Compiling happens here, not in the first epoch: train_seconds and images/s count training only.
+            self.state.compile_seconds += self.model.warm_up(self.batch_size, log=self.log)
         if validation_data is not None and len(validation_data[1]) == 0:
             validation_data = None
         if self.early_stopping and validation_data is None:

@@ -1,6 +1,8 @@
 """The build step: the one place a model's backend is chosen, and an explicit choice always wins."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -35,6 +37,8 @@ def test_the_cli_backend_option_wins_over_an_unusable_environment_variable(monke
                        "--out", str(tmp_path / "run"), "--no-progress"])
     assert code == 0, capsys.readouterr().err
     assert (tmp_path / "run" / "model.npz").is_file()
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["backend"] == "numpy" and metrics["compile_seconds"] == 0.0  # numpy compiles nothing
 
 
 def test_constructors_touch_no_backend(monkeypatch):
@@ -84,3 +88,18 @@ def test_an_unbuilt_model_builds_on_first_use_and_build_checks_the_input_shape()
     assert not model.built
     out = model.forward(np.zeros((2, 1, 8, 8), np.float32), training=False)
     assert model.built and out.shape == (2, 10)
+
+
+@pytest.mark.parametrize("backend", host_backends())
+def test_warm_up_leaves_the_model_its_optimizer_and_random_streams_untouched(backend):
+    model = build_model("vgg-small", (1, 8, 8), 10, seed=0, backend=backend)
+    model.compile(Adam(1e-3), SoftmaxCrossEntropy())
+    x, y = synthetic_batch((1, 8, 8), 4, 10)
+    model.train_step(model.K.asarray(x), model.K.asarray(y))
+    before = (model.named_arrays(), model.optimizer.state_arrays(), model.optimizer.t, model.layer_states())
+    seconds = model.warm_up(4, eval_batch_size=8, log=lambda line: None)
+    assert seconds >= 0.0 and (seconds == 0.0 or model.K.COMPILES)
+    after = (model.named_arrays(), model.optimizer.state_arrays(), model.optimizer.t, model.layer_states())
+    for got, want in zip(after[:2], before[:2]):
+        assert set(got) == set(want) and all(np.array_equal(got[k], want[k]) for k in want)
+    assert after[2:] == before[2:]

@@ -20,7 +20,8 @@ pytest.importorskip("numba")
 ROOT = Path(__file__).resolve().parents[1]
 
 # The work of a short training run on the cpu backend, in float32: the default
-# network through Trainer (fit with validation, evaluate, predict), the VGG-style
+# network warmed up (Sequential.warm_up), then through Trainer (fit with validation,
+# evaluate, predict, which must then compile nothing more), the VGG-style
 # preset for one SGD step (BatchNorm, unfused Conv/ReLU/MaxPool), and a 3x3 pooling
 # window forward and backward (overlapping windows). Prints what Numba compiled and loaded.
 CHILD = r"""
@@ -39,9 +40,13 @@ with CompileLog() as log:
     x, y = synthetic_batch((1, 8, 8), 12, 10, seed=0)
     model = build_model("classic", (1, 8, 8), 10, seed=0, backend="cpu")
     model.compile(Adam(1e-3), SoftmaxCrossEntropy())
-    model.fit(x, y, batch_size=8, epochs=1, validation_data=(x[:4], y[:4]), progress=False, log=lambda s: None)
-    model.evaluate(x, y)
-    model.predict(x)
+    announced = []
+    warm_up_seconds = model.warm_up(8, log=announced.append)
+    with CompileLog() as after_warm_up:
+        model.fit(x, y, batch_size=8, epochs=1, validation_data=(x[:4], y[:4]), progress=False,
+                  log=lambda s: None)
+        model.evaluate(x, y)
+        model.predict(x)
     vgg = build_model("vgg-small", (1, 8, 8), 10, seed=0, backend="cpu")
     vgg.compile(SGD(0.01, momentum=0.9), SoftmaxCrossEntropy())
     train_step(vgg, x, y)
@@ -56,7 +61,8 @@ for info in pkgutil.iter_modules(cpu.__path__):
         if isinstance(obj, Dispatcher) and obj.targetoptions.get("inline") != "always":
             s = obj.stats
             stats[f"{module.__name__}.{name}"] = [sum(s.cache_hits.values()), sum(s.cache_misses.values())]
-print(json.dumps({"compiled": log.names, "stats": stats}))
+print(json.dumps({"compiled": log.names, "stats": stats, "announced": announced,
+                  "warm_up_seconds": warm_up_seconds, "after_warm_up": after_warm_up.names}))
 """
 
 
@@ -75,9 +81,13 @@ def test_second_process_loads_every_kernel_from_the_cache(tmp_path):
     assert {"_im2col_core", "gemm", "_adam_core"} <= set(cold["compiled"])
     assert all(misses >= 1 for _, misses in cold["stats"].values()), cold["stats"]
     assert any(Path(tmp_path).rglob("*.nbi")), "no cache index written"
+    # The warm-up compiled everything the run needed, said so in one line, and timed it apart.
+    assert len(cold["announced"]) == 1 and "compiling the kernels of the cpu backend" in cold["announced"][0]
+    assert cold["warm_up_seconds"] > 0 and cold["after_warm_up"] == [], cold["after_warm_up"]
 
     warm = run_child(tmp_path)
     assert warm["compiled"] == [], f"the warm process compiled {warm['compiled']}"
+    assert warm["announced"] == [] and warm["warm_up_seconds"] == 0.0
     not_loaded = {name: hm for name, hm in warm["stats"].items() if hm[0] < 1 or hm[1] != 0}
     assert not not_loaded, f"[cache hits, misses] of kernels not loaded from the cache: {not_loaded}"
     assert set(warm["stats"]) == set(cold["stats"])

@@ -5,7 +5,8 @@ raw; CIFAR-10's ``.bin`` record files):
 
 1. ``data_dir`` (the CLI's ``--data-dir``), its ``<folder>/`` subfolder, then itself;
 2. ``$SCRATCHCNN_DATA``, likewise;
-3. the user cache, ``pooch.os_cache("scratchcnn")/<folder>`` (``~/.cache/scratchcnn`` on Linux);
+3. the user cache, ``platformdirs.user_cache_dir("scratchcnn")/<folder>`` (``~/.cache/scratchcnn``
+   on Linux; the folder ``pooch.os_cache`` names);
 4. system folders (Debian's ``/usr/share/datasets/fashion-mnist`` for Fashion-MNIST).
 
 When no folder holds every file, they are fetched with ``pooch`` (requests,
@@ -27,8 +28,7 @@ import tempfile
 import zlib
 from pathlib import Path
 
-import pooch
-import requests
+import platformdirs
 
 from scratchcnn.data.cifar import read_records
 from scratchcnn.data.idx import read_idx
@@ -44,7 +44,7 @@ _ERRNO = re.compile(r"\[Errno -?\d+\] [^'\")]+")  # the useful end of a urllib3 
 
 def cache_dir() -> Path:
     """The user cache folder of scratchcnn (e.g. ``~/.cache/scratchcnn`` on Linux)."""
-    return Path(pooch.os_cache("scratchcnn"))
+    return Path(platformdirs.user_cache_dir("scratchcnn"))
 
 
 def candidate_dirs(info, data_dir=None) -> list[Path]:
@@ -76,6 +76,8 @@ def locate(info, data_dir=None) -> dict[str, Path] | None:
 
 def _reason(exc: Exception) -> str:
     """One short line for a failed fetch: the HTTP status, the OS error, or pooch's message."""
+    import requests
+
     if isinstance(exc, requests.exceptions.HTTPError) and exc.response is not None:
         return f"HTTP {exc.response.status_code} {exc.response.reason}"
     if isinstance(exc, requests.exceptions.RequestException):
@@ -87,6 +89,8 @@ def _reason(exc: Exception) -> str:
 @contextlib.contextmanager
 def _pooch_quiet(quiet: bool):
     """Silence pooch's "Downloading ..." lines when there is no progress bar either."""
+    import pooch
+
     logger = pooch.get_logger()
     level = logger.level
     if quiet:
@@ -99,13 +103,19 @@ def _pooch_quiet(quiet: bool):
 
 def _fetch(base: str, fname: str, known_hash, staging: Path, progress: bool, retries: int, processor=None):
     """One pooch fetch of ``base + fname`` into ``staging``; pooch checks ``known_hash`` if given."""
+    import pooch  # imported when downloading only: with requests it takes a noticeable part of a second
+
     fetcher = pooch.create(path=staging, base_url=base, registry={fname: known_hash}, retry_if_failed=retries)
     downloader = pooch.HTTPDownloader(progressbar=progress, timeout=DOWNLOAD_TIMEOUT)
     with _pooch_quiet(not progress):
         return fetcher.fetch(fname, processor=processor, downloader=downloader)
 
 
-_FETCH_ERRORS = (requests.exceptions.RequestException, ValueError, OSError)
+def _fetch_errors() -> tuple:
+    """What a failed fetch raises: requests' errors, pooch's ValueError (checksum), OSError."""
+    import requests
+
+    return (requests.exceptions.RequestException, ValueError, OSError)
 
 
 def _manual_hint(info, where) -> str:
@@ -117,7 +127,7 @@ def _manual_hint(info, where) -> str:
 
 
 def _download_idx(info: IdxDataset, folder: Path, mirrors, progress: bool, retries: int) -> dict[str, Path]:
-    paths = {}
+    fetch_errors, paths = _fetch_errors(), {}
     for key, f in info.files.items():
         fname, failures = f"{f.name}.gz", []
         for base in mirrors:
@@ -128,7 +138,7 @@ def _download_idx(info: IdxDataset, folder: Path, mirrors, progress: bool, retri
                 tmp = Path(_fetch(base, fname, None, staging, progress, retries))
                 read_idx(tmp, f.shape, "u1", f.sha256)
                 os.replace(tmp, folder / fname)
-            except _FETCH_ERRORS as exc:
+            except fetch_errors as exc:
                 failures.append(f"{url}: {_reason(exc)}")
                 continue
             except DataError as exc:
@@ -145,8 +155,10 @@ def _download_idx(info: IdxDataset, folder: Path, mirrors, progress: bool, retri
 
 
 def _download_cifar(info: CifarDataset, folder: Path, mirrors, progress: bool, retries: int) -> dict[str, Path]:
+    import pooch
+
     members = [f"{info.folder}/{name}" for name in info.file_names()]
-    failures = []
+    failures, fetch_errors = [], _fetch_errors()
     for base in mirrors:
         url = f"{base}{info.archive}"
         staging = Path(tempfile.mkdtemp(prefix=".download-", dir=folder))
@@ -163,7 +175,7 @@ def _download_cifar(info: CifarDataset, folder: Path, mirrors, progress: bool, r
         except (tarfile.TarError, EOFError, zlib.error) as exc:
             failures.append(f"{url}: not a readable .tar.gz archive ({exc})")
             continue
-        except _FETCH_ERRORS as exc:
+        except fetch_errors as exc:
             failures.append(f"{url}: {_reason(exc)}")
             continue
         except DataError as exc:

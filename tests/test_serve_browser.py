@@ -146,6 +146,21 @@ def test_uploaded_fashion_image_gets_its_label(page, tmp_path):
 
     pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(shown.split(",", 1)[1]))))
     np.testing.assert_array_equal(pixels, x_test[index])
+    # Drag and drop: another trouser (test image 3), dropped on the canvas as a file.
+    buffer = io.BytesIO()
+    Image.fromarray(x_test[3]).save(buffer, "PNG")
+    dropped = page.evaluate_handle(
+        """(b64) => { const data = new DataTransfer();
+                      const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                      data.items.add(new File([bytes], "dropped.png", { type: "image/png" }));
+                      return data; }""", base64.b64encode(buffer.getvalue()).decode())
+    page.dispatch_event("#dropzone", "drop", {"dataTransfer": dropped})
+    page.wait_for_function(f"document.querySelector('#input-img').src !== {shown!r}")
+    settle(page)
+    assert y_test[3] == y_test[index] and page.get_attribute("#top", "data-class") == "Trouser"
+    shown = page.eval_on_selector("#input-img", "i => i.src")
+    pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(shown.split(",", 1)[1]))))
+    np.testing.assert_array_equal(pixels, x_test[3])
     target = os.environ.get("SCRATCHCNN_SCREENSHOT")
     shot = Path(target) if target else tmp_path / "page.png"
     page.screenshot(path=str(shot), full_page=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["numerical_grad", "rel_error", "check_layer"]
+__all__ = ["numerical_grad", "rel_error", "max_elementwise_rel_error", "check_layer"]
 
 
 def numerical_grad(f, x: np.ndarray, dout: np.ndarray, h: float = 1e-5) -> np.ndarray:
@@ -56,6 +56,19 @@ def rel_error(a, b) -> float:
     """
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return float(np.max(np.abs(a - b)) / max(1e-8, float(np.max(np.abs(a) + np.abs(b)))))
+
+
+def max_elementwise_rel_error(a, b, floor: float = 1e-8) -> float:
+    """The largest per-element relative error, ``max_i |a_i - b_i| / max(|a_i|, |b_i|, floor)``.
+
+    This is the quantity whose thresholds the CS231n notes quote ("Gradient checks":
+    below 1e-7 is good, above 1e-2 is probably wrong). It is stricter than
+    ``rel_error``: an entry near zero in both arrays, whose difference is only
+    round-off, can make it large; ``floor`` (in the gradient's units) keeps such
+    entries from dividing by almost nothing.
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b) / np.maximum(np.maximum(np.abs(a), np.abs(b)), floor)))
 
 
 def check_layer(layer, x: np.ndarray, rng: np.random.Generator, h: float = 1e-5,

@@ -3,17 +3,17 @@
 Two kinds of check:
 
 - fast, on the committed files: outputs were saved by ``tools/run_notebooks.py`` from
-  exactly the committed code cells (hash in the metadata), every code cell ran once,
-  in order, without error, and the README links every notebook;
-- slow (marked ``slow``; CI runs them too), executing each notebook in a fresh kernel: any failing cell
-  (including the ``assert`` lines that check each notebook's claims) fails the test,
-  and the cells tagged ``stable-output`` (hand-checkable numbers that do not depend on
-  the machine) must print exactly what the committed notebook shows, so committed
-  outputs cannot drift from what the current code computes.
-
-Run time: the fast checks take about 1 s; executing all eight notebooks about 2 minutes
-on 2 cores (105 s measured at load 3, 137 s at load 4; notebooks 7, which trains, and 8,
-which benchmarks, take 40-50 s each, the others 3-20 s).
+  exactly the committed code cells and exercise files (hash in the metadata), every code
+  cell ran once, in order, without error, every exercise's check cell shows the student's
+  view ("not attempted yet"), and the README links every notebook;
+- slow (marked ``slow``; CI runs them too), executing each notebook in a fresh kernel
+  **with the exercises' solutions** (``SCRATCHCNN_SOLUTIONS=1``): any failing cell
+  (including the ``assert`` lines that check each notebook's claims, and every exercise
+  check, which must report "passed") fails the test, and the cells tagged
+  ``stable-output`` (hand-checkable numbers that do not depend on the machine) must print
+  exactly what the committed notebook shows, so committed outputs cannot drift from what
+  the current code computes. ``tests/test_exercises.py`` shows the checks fail on wrong
+  answers, and ``tools/run_notebooks.py`` runs each notebook both ways.
 """
 from __future__ import annotations
 
@@ -62,9 +62,13 @@ def test_the_readme_links_every_notebook():
 def test_committed_outputs_come_from_the_committed_code(path):
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
-    recorded, current = nb.metadata.get("scratchcnn", {}).get("code_sha256"), runner.code_sha256(nb)
+    recorded, current = nb.metadata.get("scratchcnn", {}).get("code_sha256"), runner.code_sha256(nb, path)
     assert recorded == current, (
-        f"{path.name}: its code cells changed after its outputs were saved; run {REGENERATE} notebooks/{path.name}")
+        f"{path.name}: its code cells (or its exercise checks and solutions) changed after its outputs were saved; "
+        f"run {REGENERATE} notebooks/{path.name}")
+    checks = runner.check_results(nb)
+    assert checks and set(checks.values()) == {"not attempted"}, (
+        f"{path.name}: the committed check cells must show a student's first run, got {checks}")
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
     assert [cell.execution_count for cell in code] == list(range(1, len(code) + 1)), (
         f"{path.name}: cells were not run once, top to bottom; run {REGENERATE} notebooks/{path.name}")
@@ -81,7 +85,8 @@ def test_committed_outputs_come_from_the_committed_code(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
 def test_notebook_runs_and_reproduces_its_checkable_numbers(path, data_dir):
     committed = nbformat.read(path, as_version=4)
-    fresh = runner.execute(copy.deepcopy(committed))  # CellExecutionError, with the traceback, on any failure
+    # CellExecutionError, with the traceback, on any failure; AssertionError if an exercise check did not pass.
+    fresh = runner.execute(copy.deepcopy(committed), solutions=True, path=path)
     for index, (before, after) in enumerate(zip(committed.cells, fresh.cells)):
         if runner.STABLE_TAG in before.metadata.get("tags", []):
             assert _printed_text(after) == _printed_text(before), (

@@ -2,17 +2,22 @@
 
     python tools/run_notebooks.py                       # every notebooks/*.ipynb
     python tools/run_notebooks.py notebooks/03_*.ipynb  # some of them
+    python tools/run_notebooks.py --no-solutions ...    # skip the second run with the solutions
 
 Each notebook runs in a fresh IPython kernel of *this* interpreter (so the venv's
 scratchcnn is the one imported), with ``notebooks/`` as its working directory and
 the environment of the caller (``$SCRATCHCNN_DATA`` says where the data sets are).
-On success the notebook is rewritten with its outputs and with
-``metadata["scratchcnn"]["code_sha256"]``, a hash of its code cells.
-``tests/test_notebooks.py`` fails when a committed notebook's code cells no longer
-match that hash, re-executes every notebook, and compares the printed output of the
-cells tagged ``stable-output`` (machine-independent numbers) with the committed one,
-so committed outputs come from the committed code. A failing cell stops the run
-with its traceback; that notebook is not rewritten (those before it are).
+It runs twice: as a student sees it (exercises not attempted; these outputs are
+saved), then with ``SCRATCHCNN_SOLUTIONS=1``, which swaps in the reference solutions
+of ``notebooks/solutions/`` so that every exercise's check cell must pass (that run
+is not saved). On success the notebook is rewritten with its outputs and with
+``metadata["scratchcnn"]["code_sha256"]``, a hash of its code cells and of the
+exercise checks and solutions it uses. ``tests/test_notebooks.py`` fails when a
+committed notebook no longer matches that hash, re-executes every notebook with its
+solutions, and compares the printed output of the cells tagged ``stable-output``
+(machine-independent numbers) with the committed one, so committed outputs come
+from the committed code. A failing cell stops the run with its traceback; that
+notebook is not rewritten (those before it are).
 
 Exit status: 0 when every notebook ran, 1 otherwise.
 """
@@ -20,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -34,8 +41,11 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 CELL_TIMEOUT = 600  # seconds; the longest cell (training, notebook 7) takes about a minute on 2 cores
 STABLE_TAG = "stable-output"  # cells whose printed text must be identical on every machine
+SOLUTIONS_ENV = "SCRATCHCNN_SOLUTIONS"  # "1": the notebooks use notebooks/solutions/ (notebooks/exercises/__init__.py)
+CHECK_CELL = re.compile(r'^check\("([\d.]+)",', re.MULTILINE)
 
-__all__ = ["NOTEBOOK_DIR", "STABLE_TAG", "notebook_paths", "code_sha256", "execute", "run", "main"]
+__all__ = ["NOTEBOOK_DIR", "STABLE_TAG", "SOLUTIONS_ENV", "notebook_paths", "exercise_files", "code_sha256",
+           "check_results", "execute", "run", "main"]
 
 
 class ThisPythonKernel(AsyncKernelManager):
@@ -52,17 +62,44 @@ def notebook_paths() -> list[Path]:
     return sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 
 
-def code_sha256(nb) -> str:
-    """SHA-256 of the notebook's code cells (their sources, in order); markdown does not count."""
+def exercise_files(path: Path) -> list[Path]:
+    """The exercise machinery, checks and solutions that notebook ``NN_*.ipynb`` uses (those that exist)."""
+    chapter = f"ch{path.name[:2]}.py"
+    candidates = (NOTEBOOK_DIR / "exercises" / "__init__.py", NOTEBOOK_DIR / "exercises" / chapter,
+                  NOTEBOOK_DIR / "solutions" / chapter)
+    return [p for p in candidates if p.is_file()]
+
+
+def code_sha256(nb, path: Path | None = None) -> str:
+    """SHA-256 of the notebook's code cells (their sources, in order) and, given its ``path``, of the
+    exercise checks and solutions it uses (``exercise_files``); markdown does not count."""
     digest = hashlib.sha256()
     for cell in nb.cells:
         if cell.cell_type == "code":
             digest.update(cell.source.encode("utf-8") + b"\0")
+    for extra in exercise_files(path) if path is not None else ():
+        digest.update(extra.name.encode() + b"\0" + extra.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
-def execute(nb, timeout: int = CELL_TIMEOUT):
+def check_results(nb) -> dict[str, str]:
+    """What each exercise's check cell printed: ``{"2.1": "passed" | "not attempted" | "no output"}``."""
+    results = {}
+    for cell in nb.cells:
+        match = CHECK_CELL.search(cell.source) if cell.cell_type == "code" else None
+        if match:
+            text = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.output_type == "stream")
+            results[match.group(1)] = ("passed" if f"Exercise {match.group(1)} passed" in text else
+                                       "not attempted" if "not attempted yet" in text else "no output")
+    return results
+
+
+def execute(nb, timeout: int = CELL_TIMEOUT, solutions: bool = False, path: Path | None = None):
     """Run every cell of ``nb`` (a ``nbformat`` notebook, changed in place) in a fresh kernel.
+
+    With ``solutions``, the kernel gets ``SCRATCHCNN_SOLUTIONS=1`` (the exercises use the
+    reference solutions) and every check cell must report "passed". ``path`` (the notebook's
+    file) adds its exercise files to the recorded hash.
 
     Raises
     ------
@@ -72,29 +109,42 @@ def execute(nb, timeout: int = CELL_TIMEOUT):
         If a cell runs longer than ``timeout`` seconds.
     nbclient.exceptions.DeadKernelError
         If the kernel dies (out of memory, a crash in compiled code).
+    AssertionError
+        With ``solutions``, if a check cell did not report "passed".
     """
     client = NotebookClient(nb, timeout=timeout, kernel_manager_class=ThisPythonKernel,
                             record_timing=False, resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
-    client.execute()
-    nb.metadata["scratchcnn"] = {"code_sha256": code_sha256(nb)}
+    env = {key: value for key, value in os.environ.items() if key != SOLUTIONS_ENV}
+    client.execute(env={**env, SOLUTIONS_ENV: "1"} if solutions else env)
+    if solutions:
+        failed = {i: r for i, r in check_results(nb).items() if r != "passed"}
+        assert not failed, f"with the solutions, these exercise checks did not pass: {failed}"
+    nb.metadata["scratchcnn"] = {"code_sha256": code_sha256(nb, path)}
     return nb
 
 
-def run(path: Path) -> float:
-    """Execute the notebook at ``path`` and write it back with its outputs; returns the seconds taken."""
+def run(path: Path, solutions: bool = True) -> tuple[float, float]:
+    """Execute the notebook at ``path`` and write it back with its outputs, then (``solutions``) run it
+    again with the solutions, unsaved; returns the seconds of the two runs (0 for one not done)."""
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
-    execute(nb)
+    execute(nb, path=path)
     seconds = time.perf_counter() - start
     tmp = path.with_name(f".{path.name}.tmp")
     nbformat.write(nb, tmp)
     tmp.replace(path)  # a reader never sees a half-written notebook
-    return seconds
+    if not solutions:
+        return seconds, 0.0
+    start = time.perf_counter()
+    execute(nbformat.read(path, as_version=4), solutions=True, path=path)
+    return seconds, time.perf_counter() - start
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks to run (default: all of notebooks/)")
+    parser.add_argument("--no-solutions", action="store_true",
+                        help="skip the second run of each notebook with its exercises' solutions")
     args = parser.parse_args(argv)
     paths = args.notebooks or notebook_paths()
     for path in paths:
@@ -103,11 +153,12 @@ def main(argv=None) -> int:
             return 1
     for path in paths:
         try:
-            seconds = run(path)
-        except (CellExecutionError, CellTimeoutError, DeadKernelError) as exc:
-            print(f"error: {path} failed ({type(exc).__name__}); it was not rewritten:\n{exc}", file=sys.stderr)
+            seconds, with_solutions = run(path, solutions=not args.no_solutions)
+        except (CellExecutionError, CellTimeoutError, DeadKernelError, AssertionError) as exc:
+            print(f"error: {path} failed ({type(exc).__name__}); see above for whether it was rewritten:\n{exc}",
+                  file=sys.stderr)
             return 1
-        print(f"{path.name}: {seconds:.1f} s")
+        print(f"{path.name}: {seconds:.1f} s" + (f", with the solutions {with_solutions:.1f} s" if with_solutions else ""))
     return 0
 
 

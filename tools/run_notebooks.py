@@ -123,12 +123,12 @@ def execute(nb, timeout: int = CELL_TIMEOUT, solutions: bool = False, path: Path
     return nb
 
 
-def run(path: Path, solutions: bool = True) -> tuple[float, float]:
+def run(path: Path, solutions: bool = True, timeout: int = CELL_TIMEOUT) -> tuple[float, float]:
     """Execute the notebook at ``path`` and write it back with its outputs, then (``solutions``) run it
     again with the solutions, unsaved; returns the seconds of the two runs (0 for one not done)."""
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
-    execute(nb, path=path)
+    execute(nb, timeout, path=path)
     seconds = time.perf_counter() - start
     tmp = path.with_name(f".{path.name}.tmp")
     nbformat.write(nb, tmp)
@@ -136,13 +136,15 @@ def run(path: Path, solutions: bool = True) -> tuple[float, float]:
     if not solutions:
         return seconds, 0.0
     start = time.perf_counter()
-    execute(nbformat.read(path, as_version=4), solutions=True, path=path)
+    execute(nbformat.read(path, as_version=4), timeout, solutions=True, path=path)
     return seconds, time.perf_counter() - start
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks to run (default: all of notebooks/)")
+    parser.add_argument("--timeout", type=int, default=CELL_TIMEOUT,
+                        help=f"seconds a cell may run (default {CELL_TIMEOUT}; raise it on a busy machine)")
     parser.add_argument("--no-solutions", action="store_true",
                         help="skip the second run of each notebook with its exercises' solutions")
     args = parser.parse_args(argv)
@@ -153,7 +155,7 @@ def main(argv=None) -> int:
             return 1
     for path in paths:
         try:
-            seconds, with_solutions = run(path, solutions=not args.no_solutions)
+            seconds, with_solutions = run(path, solutions=not args.no_solutions, timeout=args.timeout)
         except (CellExecutionError, CellTimeoutError, DeadKernelError, AssertionError) as exc:
             print(f"error: {path} failed ({type(exc).__name__}); see above for whether it was rewritten:\n{exc}",
                   file=sys.stderr)

@@ -8,7 +8,7 @@ import sys
 import kernels
 from scratchcnn.errors import ScratchCNNError
 
-__all__ = ["ArgumentParser", "positive_int", "positive_float", "fraction", "run_main", "configure_process",
+__all__ = ["ArgumentParser", "positive_int", "positive_float", "fraction", "seed", "non_negative_float", "run_main", "configure_process",
            "set_openmp_defaults", "GOMP_SPINCOUNT", "EXIT_ERROR", "EXIT_USAGE", "EXIT_DIVERGED",
            "EXIT_INTERRUPTED"]
 
@@ -83,6 +83,28 @@ def fraction(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {value}")
+    return value
+
+
+def seed(text: str) -> int:
+    """argparse type: an integer in [0, 2**32), what NumPy's generators take as a seed."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**32), got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**32), got {value}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite float >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
     return value
 
 

@@ -1,6 +1,6 @@
 """Exceptions that the command-line tools turn into a one-line message and a non-zero exit."""
 
-__all__ = ["ScratchCNNError", "DataError", "ModelFileError", "ConfigError", "TrainingDiverged"]
+__all__ = ["ScratchCNNError", "DataError", "ModelFileError", "ConfigError", "OutputError", "TrainingDiverged"]
 
 
 class ScratchCNNError(Exception):
@@ -17,6 +17,10 @@ class ModelFileError(ScratchCNNError):
 
 class ConfigError(ScratchCNNError):
     """An option or argument has an invalid value; the message names it, expected vs found."""
+
+
+class OutputError(ScratchCNNError):
+    """A result cannot be written (no space, read-only, a file in the way); the message names the path."""
 
 
 class TrainingDiverged(ScratchCNNError):

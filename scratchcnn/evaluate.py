@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import kernels
@@ -23,9 +24,10 @@ from scratchcnn import cli
 from scratchcnn.checkpoint import CHECKPOINT_FORMAT
 from scratchcnn.data import DATASET_NAMES, DataSplits, load_raw, normalize
 from scratchcnn.errors import ConfigError, ModelFileError
-from scratchcnn.loading import load_saved_model
+from scratchcnn.loading import resolve_model_file
+from scratchcnn.runfolder import RunFolder, remove_temporaries
 from scratchcnn.report import write_test_report
-from scratchcnn.serialization import CHECKPOINT_FILE, MODEL_FILE, read_archive
+from scratchcnn.serialization import CHECKPOINT_FILE, EVALUATION_DIR, MODEL_FILE, load_model, read_archive
 from scratchcnn.training import TrainState
 
 __all__ = ["load_test_split", "run_history", "evaluate_saved_model", "main"]
@@ -71,22 +73,25 @@ def _stat(value):
     return tuple(float(v) for v in value) if isinstance(value, list) else float(value)
 
 
-def run_history(run_dir) -> dict | None:
-    """The per-epoch history stored in ``run_dir/checkpoint.npz``, or None without a checkpoint.
+def run_history(run_dir, log=print) -> dict | None:
+    """The per-epoch history stored in ``run_dir/checkpoint.npz``, or None.
 
-    Raises
-    ------
-    ModelFileError
-        If the checkpoint exists but cannot be read.
+    None without a checkpoint, and also when the checkpoint cannot be read: the
+    history only adds ``history.csv`` and ``curves.png`` to an evaluation, whose
+    model file is fine, so ``log`` gets one line saying why they are missing.
     """
     path = Path(run_dir) / CHECKPOINT_FILE
     if not path.is_file():
         return None
-    meta, _ = read_archive(path, CHECKPOINT_FORMAT)
     try:
-        return TrainState.from_json(meta.get("train_state")).history
-    except ValueError as exc:
-        raise ModelFileError(f"{path}: bad checkpoint field: {exc}") from None
+        meta, _ = read_archive(path, CHECKPOINT_FORMAT)
+        try:
+            return TrainState.from_json(meta.get("train_state")).history
+        except ValueError as exc:
+            raise ModelFileError(f"{path}: bad checkpoint field: {exc}") from None
+    except ModelFileError as exc:
+        log(f"warning: no history.csv or curves.png: {exc}")
+        return None
 
 
 def evaluate_saved_model(target, out=None, data_dir=None, backend=None, progress=True, log=print) -> dict:
@@ -101,14 +106,40 @@ def evaluate_saved_model(target, out=None, data_dir=None, backend=None, progress
     Returns
     -------
     The metrics dict written to ``out/metrics.json``.
+
+    Raises
+    ------
+    ConfigError
+        If ``out`` is a training run's folder (its reports would be overwritten).
+    FolderBusy
+        If a training run holds the run folder, or another evaluation ``out``.
+    OutputError
+        If ``out`` cannot be created or written.
+    ModelFileError, DataError
+        For a model file or data set that cannot be loaded.
     """
-    model, meta, path = load_saved_model(target, backend=backend)
+    path = resolve_model_file(target)
     run_dir = path.parent
-    out = Path(out) if out else run_dir / "evaluation"
+    out = Path(out) if out else run_dir / EVALUATION_DIR
+    if (out / CHECKPOINT_FILE).exists() or (out / MODEL_FILE).exists():
+        raise ConfigError(f"--out {out}: the folder holds a training run, whose reports evaluate would "
+                          "overwrite; choose another --out")
+    with ExitStack() as held:
+        if (run_dir / CHECKPOINT_FILE).exists():  # a training run's folder: not while it trains
+            held.enter_context(RunFolder(run_dir, create=False, read_only_ok=True))
+        held.enter_context(RunFolder(out, what="output folder"))
+        for folder in {run_dir, out}:
+            for leftover in remove_temporaries(folder):
+                log(f"removed {leftover}, left by an interrupted write")
+        return _evaluate(path, run_dir, out, data_dir, backend, progress, log)
+
+
+def _evaluate(path, run_dir, out, data_dir, backend, progress, log) -> dict:
+    model, meta = load_model(path, backend=backend)
     splits = load_test_split(path, model, meta, data_dir, progress)
     info = {"model_file": str(path), "dataset": splits.name, "epoch": meta.get("epoch"),
             "backend": model.K.name, "test_images": len(splits.y_test), "parameters": model.num_params()}
-    result = write_test_report(out, model, splits, run_history(run_dir), info, log=log)
+    result = write_test_report(out, model, splits, run_history(run_dir, log), info, log=log)
     log(f"test accuracy {result['test_accuracy']:.4f}  test loss {result['test_loss']:.4f}; wrote {out}")
     recorded = run_dir / "metrics.json"
     if path.name == MODEL_FILE and recorded.is_file():

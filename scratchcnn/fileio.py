@@ -7,6 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from scratchcnn.errors import OutputError
+
 __all__ = ["atomic_write", "atomic_write_text", "write_json", "json_safe"]
 
 
@@ -26,25 +28,39 @@ def atomic_write(path, write) -> Path:
     Returns
     -------
     The path written.
+
+    Raises
+    ------
+    OutputError
+        For an operating-system error while writing (no space left, read-only file
+        system, permission, a file where a folder should be): one line naming
+        ``path`` and the reason. The previous ``path``, if any, is unchanged and
+        the temporary file is removed.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
+        tmp = None
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}"
+                          f"{f' (errno {exc.errno})' if exc.errno else ''}; the previous {path.name}, "
+                          "if any, is unchanged") from None
     finally:
-        os.close(dir_fd)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
     return path
 
 

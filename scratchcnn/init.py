@@ -7,7 +7,19 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["he_normal", "glorot_uniform", "initial_weights"]
+__all__ = ["he_normal", "glorot_uniform", "initial_weights", "NO_INIT"]
+
+
+class _NoInit:
+    """The type of ``NO_INIT``."""
+
+    def __repr__(self) -> str:
+        return "NO_INIT"
+
+
+# Passed as a layer's ``rng``: allocate no parameters at all, because they are loaded next from a
+# file (``Sequential.from_config(..., initialize=False)``); ``param_shapes()`` says what they must be.
+NO_INIT = _NoInit()
 
 
 def he_normal(shape, fan_in: int, rng: np.random.Generator) -> np.ndarray:

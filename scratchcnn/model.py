@@ -5,10 +5,14 @@ import numpy as np
 
 import kernels
 from scratchcnn.errors import ConfigError
+from scratchcnn.init import NO_INIT
 from scratchcnn.layers import LAYER_CLASSES, Layer
 from scratchcnn.plan import describe, make_plan, step_layers
 
 __all__ = ["Sequential"]
+
+# Layers with arrays, whose constructors take ``rng`` (NO_INIT: allocate nothing).
+PARAMETER_LAYERS = ("Conv2D", "Dense", "BatchNorm2D", "BatchNorm1D")
 
 
 class Sequential:
@@ -344,27 +348,39 @@ class Sequential:
                     out[f"{layer.name}.{key}"] = np.array(layer.K.to_numpy(value))
         return out
 
+    def declared_shapes(self) -> dict[str, tuple]:
+        """The shape of every parameter and buffer the layers' configurations declare, keyed as
+        ``named_arrays``; nothing is allocated (a model file's arrays are checked against it)."""
+        return {f"{layer.name}.{key}": tuple(shape) for layer in self.layers
+                for shapes in (layer.param_shapes(), layer.buffer_shapes()) for key, shape in shapes.items()}
+
     def load_named_arrays(self, arrays: dict) -> None:
         """Copy host arrays into the parameters and buffers of the same names (shapes must match).
+
+        Also fills a model built with ``from_config(..., initialize=False)``, whose
+        layers hold no arrays yet (float32 expected then).
 
         Raises
         ------
         ValueError
             If a name is missing, unexpected, or has a different shape or dtype.
         """
-        expected = self.named_arrays()
+        expected = self.declared_shapes()
         missing, extra = sorted(set(expected) - set(arrays)), sorted(set(arrays) - set(expected))
         if missing or extra:
             raise ValueError(f"arrays do not match the architecture: missing {missing}, unexpected {extra}")
-        for key, ref in expected.items():
-            got = arrays[key]
-            if got.shape != ref.shape or got.dtype != ref.dtype:
-                raise ValueError(f"array {key!r}: expected shape {ref.shape} {ref.dtype}, "
-                                 f"found {got.shape} {got.dtype}")
         for layer in self.layers:
-            for store in (layer.params, layer.buffers):
-                for key in store:
-                    store[key] = layer.K.asarray(np.array(arrays[f"{layer.name}.{key}"]))
+            for store, shapes in ((layer.params, layer.param_shapes()), (layer.buffers, layer.buffer_shapes())):
+                for key, shape in shapes.items():
+                    got, dtype = arrays[f"{layer.name}.{key}"], store[key].dtype if key in store else np.float32
+                    if got.shape != shape or got.dtype != dtype:
+                        raise ValueError(f"array {layer.name + '.' + key!r}: expected shape {shape} {np.dtype(dtype)}, "
+                                         f"found {got.shape} {got.dtype}")
+        for layer in self.layers:
+            for key in layer.param_shapes():
+                layer._set_param(key, np.array(arrays[f"{layer.name}.{key}"]))
+            for key in layer.buffer_shapes():
+                layer.buffers[key] = layer.K.asarray(np.array(arrays[f"{layer.name}.{key}"]))
 
     def layer_states(self) -> dict:
         """``{layer name: layer.get_state()}`` for the layers that have state (Dropout)."""
@@ -393,8 +409,12 @@ class Sequential:
         return config
 
     @classmethod
-    def from_config(cls, config: dict, backend=None) -> "Sequential":
-        """Rebuild a model (fresh parameters) from ``get_config()`` output.
+    def from_config(cls, config: dict, backend=None, initialize: bool = True) -> "Sequential":
+        """Rebuild a model from ``get_config()`` output.
+
+        With ``initialize=False`` the layers allocate no parameters (``NO_INIT``):
+        fill them with ``load_named_arrays``, after checking ``declared_shapes``
+        (loading a file never draws random weights it then throws away).
 
         Raises
         ------
@@ -406,8 +426,11 @@ class Sequential:
             cls_name = entry.get("class") if isinstance(entry, dict) else None
             if cls_name not in LAYER_CLASSES:
                 raise ValueError(f"layer {i}: unknown class {cls_name!r}; expected one of {sorted(LAYER_CLASSES)}")
+            kwargs = dict(entry.get("config", {}))
+            if not initialize and cls_name in PARAMETER_LAYERS:
+                kwargs["rng"] = NO_INIT
             try:
-                layers.append(LAYER_CLASSES[cls_name](**entry.get("config", {})))
+                layers.append(LAYER_CLASSES[cls_name](**kwargs))
             except TypeError as exc:
                 raise ValueError(f"layer {i} ({cls_name}): bad config {entry.get('config')!r}: {exc}") from None
         model = cls(layers, input_shape=config.get("input_shape"), backend=backend)

@@ -14,8 +14,15 @@ __all__ = ["plot_curves", "plot_confusion_matrix", "plot_samples", "plot_filters
 
 
 def save(fig, path) -> None:
-    """Save ``fig`` as PNG (dpi 120) and close it."""
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    """Save ``fig`` as PNG (dpi 120) to a path or binary file object, and close it."""
+    try:
+        fig.savefig(path, dpi=120, bbox_inches="tight", format="png")
+    finally:
+        plt.close(fig)
+
+
+def close(fig) -> None:
+    """Close ``fig`` (free its memory); closing twice is harmless."""
     plt.close(fig)
 
 

@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 
 from scratchcnn import metrics, plots
-from scratchcnn.fileio import atomic_write_text, write_json
+from scratchcnn.fileio import atomic_write, atomic_write_text, write_json
 from scratchcnn.training import HISTORY_KEYS, loss_and_accuracy, predict_logits
 
-__all__ = ["write_history_csv", "write_test_report", "display_images", "SAMPLE_COUNT"]
+__all__ = ["write_history_csv", "write_test_report", "display_images", "SAMPLE_COUNT", "METRICS_FILE"]
 
 SAMPLE_COUNT = 40  # images in samples.png
+METRICS_FILE = "metrics.json"  # written last: its presence means every report is there
 
 
 def write_history_csv(path, history: dict) -> None:
@@ -40,18 +41,22 @@ def display_images(x, mean, std) -> np.ndarray:
 
 
 def _save_figure(fig, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    plots.save(fig, tmp)
-    tmp.replace(path)
+    """Write ``fig`` as PNG atomically (a killed or failed write leaves no half image) and close it."""
+    try:
+        atomic_write(path, lambda f: plots.save(fig, f))
+    finally:
+        plots.close(fig)
 
 
 def write_test_report(run_dir, model, splits, history: dict, info: dict, log=print) -> dict:
     """Score ``model`` on ``splits.x_test`` and write the run folder's reports.
 
-    Writes ``metrics.json`` (``info`` plus test loss/accuracy, per-class
-    precision / recall / F1, macro and weighted averages, the confusion matrix),
-    ``history.csv``, ``curves.png``, ``confusion_matrix.png`` and ``samples.png``
-    (the first test images and then some mistakes, ``SAMPLE_COUNT`` in all, mistakes marked), and prints
+    Writes ``history.csv``, ``curves.png``, ``confusion_matrix.png`` and
+    ``samples.png`` (the first test images and then some mistakes, ``SAMPLE_COUNT``
+    in all, mistakes marked), then, last, ``metrics.json`` (``info`` plus test
+    loss/accuracy, per-class precision / recall / F1, macro and weighted averages,
+    the confusion matrix), so that a ``metrics.json`` means every report was
+    written (``scratchcnn.run`` takes it as the mark of a finished run); prints
     scikit-learn's classification report.
 
     Returns the metrics dict.
@@ -66,7 +71,6 @@ def write_test_report(run_dir, model, splits, history: dict, info: dict, log=pri
            "weighted_avg": result["weighted_avg"], "class_names": list(splits.class_names),
            "confusion_matrix": result["confusion_matrix"],
            "most_confused": metrics.most_confused_pairs(result["confusion_matrix"], splits.class_names)}
-    write_json(run_dir / "metrics.json", out)
     if history and history.get("epoch"):
         write_history_csv(run_dir / "history.csv", history)
         _save_figure(plots.plot_curves(history), run_dir / "curves.png")
@@ -79,4 +83,5 @@ def write_test_report(run_dir, model, splits, history: dict, info: dict, log=pri
     images = display_images(splits.x_test[shown], splits.mean, splits.std)
     _save_figure(plots.plot_samples(images, splits.y_test[shown], predictions[shown], splits.class_names),
                  run_dir / "samples.png")
+    write_json(run_dir / METRICS_FILE, out)  # last: it marks the reports complete
     return out

@@ -14,6 +14,7 @@ so a resumed run keeps them.
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
@@ -30,14 +31,15 @@ from scratchcnn.loading import resolve_model_file
 from scratchcnn.losses import SoftmaxCrossEntropy
 from scratchcnn.optimizers import OPTIMIZERS
 from scratchcnn.presets import build_model
-from scratchcnn.report import write_test_report
-from scratchcnn.serialization import (BEST_MODEL_FILE, CHECKPOINT_FILE, MODEL_FILE, MODEL_FORMAT, param_arrays,
-                                     read_archive, save_model)
+from scratchcnn.report import METRICS_FILE, write_test_report
+from scratchcnn.runfolder import RunFolder, remove_temporaries
+from scratchcnn.serialization import (BEST_MODEL_FILE, CHECKPOINT_FILE, EVALUATION_DIR, MODEL_FILE, MODEL_FORMAT,
+                                     param_arrays, read_archive, save_model)
 from scratchcnn.training import TrainState, Trainer
 from scratchcnn.transfer import init_from, parse_layer_choice, select_layers
 
 __all__ = ["RUN_OPTIONS", "RESUME_OPTIONS", "DEFAULT_EPOCHS", "RunOutcome", "start_run", "resume_run",
-           "finish_run", "make_optimizer", "make_augment", "default_run_dir"]
+           "finish_run", "is_complete", "make_optimizer", "make_augment", "default_run_dir"]
 
 DEFAULT_EPOCHS = {"fashion": 5, "mnist": 3, "cifar10": 10, "digits": 30}
 # Options stored in a run's config; on --resume they come from the checkpoint.
@@ -101,27 +103,59 @@ def start_run(config: dict, out=None, backend=None, progress: bool = True, log=p
     progress : bool, progress bars
     log : callable receiving each line to print
 
+    The run folder is created and locked (``scratchcnn.runfolder.RunFolder``)
+    before the data loads, so a folder that cannot be written fails at once; if
+    the run fails before its first checkpoint, the folder is removed again.
+
     Raises
     ------
     ConfigError
-        If ``out`` already holds a run.
+        If ``out`` already holds a run or an evaluation's reports.
+    FolderBusy
+        If another process holds ``out``.
+    OutputError
+        If ``out`` cannot be created or written (the message names the path).
     TrainingDiverged
         If the loss became NaN or infinite; the message says what was kept.
     DataError, ModelFileError, kernels.BackendUnavailable
         As the data and model code raise them.
     """
     run_dir = Path(out) if out else default_run_dir(config["dataset"])
+    _check_new_run_dir(run_dir)
+    config = dict(config)
+    with RunFolder(run_dir):
+        _check_new_run_dir(run_dir)  # again, now that no other process can be writing there
+        splits = _load_data(config, progress)
+        model = build_model(config["model"], splits.input_shape, len(splits.class_names), seed=config["seed"],
+                            backend=backend)
+        apply_transfer(model, config, log)
+        model.compile(make_optimizer(config), SoftmaxCrossEntropy())
+        return _train_and_finish(run_dir, model, None, config, splits, progress, log)
+
+
+def _check_new_run_dir(run_dir: Path) -> None:
+    """Refuse a folder that holds a run, an evaluation's reports, or is a run's ``evaluation`` folder."""
     if (run_dir / CHECKPOINT_FILE).exists() or (run_dir / MODEL_FILE).exists():
         raise ConfigError(f"run folder {run_dir} already holds a run; continue it with --resume {run_dir} "
                           "or choose another --out")
-    config = dict(config)
-    splits = _load_data(config, progress)
-    model = build_model(config["model"], splits.input_shape, len(splits.class_names), seed=config["seed"],
-                        backend=backend)
-    apply_transfer(model, config, log)
-    run_dir.mkdir(parents=True, exist_ok=True)  # once data and model are ready: a failed start leaves no folder
-    model.compile(make_optimizer(config), SoftmaxCrossEntropy())
-    return _train_and_finish(run_dir, model, None, config, splits, progress, log)
+    if (run_dir / METRICS_FILE).exists() or (run_dir.name == EVALUATION_DIR
+                                             and (run_dir.parent / MODEL_FILE).exists()):
+        raise ConfigError(f"--out {run_dir}: the folder holds (or is meant for) the reports of an evaluation; "
+                          "training would overwrite them; choose another --out")
+
+
+def is_complete(run_dir, state: TrainState) -> bool:
+    """Whether the run's reports are all written for the training state ``state``.
+
+    ``metrics.json`` is written last (``scratchcnn.report.write_test_report``) and
+    records ``epochs_completed``; a run killed while writing its reports, or
+    trained further since, has none or an older one.
+    """
+    try:
+        metrics = json.loads((Path(run_dir) / METRICS_FILE).read_text())
+        return isinstance(metrics, dict) and metrics.get("epochs_completed") == state.epoch
+    except (OSError, ValueError):
+        return False
 
 
 def apply_transfer(model, config: dict, log=print) -> None:
@@ -168,10 +202,16 @@ def resume_run(run_dir, epochs=None, data_dir=None, backend=None, progress: bool
     backend, progress, log : as for ``start_run``; the backend defaults to the run's own
         when it is available here (results are bit-exact only on the same backend)
 
+    A run whose training is complete but whose reports are not (killed or out of
+    disk space while writing them) gets them written. Temporary files that killed
+    writes left in the folder are removed first.
+
     Raises
     ------
     ConfigError
         If the folder holds no checkpoint, or ``epochs`` is below the epochs already done.
+    FolderBusy
+        If another process holds the folder.
     ModelFileError
         If the checkpoint cannot be loaded or its config lacks a run option.
     TrainingDiverged
@@ -180,6 +220,13 @@ def resume_run(run_dir, epochs=None, data_dir=None, backend=None, progress: bool
     run_dir = Path(run_dir)
     if not (run_dir / CHECKPOINT_FILE).exists():
         raise ConfigError(f"--resume {run_dir}: no {CHECKPOINT_FILE} in that folder")
+    with RunFolder(run_dir, create=False):
+        for path in remove_temporaries(run_dir):
+            log(f"removed {path}, left by an interrupted write")
+        return _resume(run_dir, epochs, data_dir, backend, progress, log)
+
+
+def _resume(run_dir: Path, epochs, data_dir, backend, progress: bool, log) -> RunOutcome:
     model, state, config = load_checkpoint(run_dir / CHECKPOINT_FILE, backend=backend)
     for key in LATER_OPTIONS:
         config.setdefault(key, None)
@@ -193,10 +240,16 @@ def resume_run(run_dir, epochs=None, data_dir=None, backend=None, progress: bool
             raise ConfigError(f"--epochs {epochs}: the run in {run_dir} has already completed "
                               f"{state.epoch} epochs")
         config["epochs"] = epochs
-    if (state.epoch >= config["epochs"] or state.stopped_early) and (run_dir / "metrics.json").exists():
+    trained = state.epoch >= config["epochs"] or state.stopped_early
+    if trained and is_complete(run_dir, state):
         log(f"{run_dir} is complete ({state.epoch} epochs); nothing to do (to train longer, pass a "
             f"larger --epochs; to re-compute its test metrics: python -m scratchcnn.evaluate {run_dir})")
         return RunOutcome(run_dir, "already complete", state)
+    if trained:
+        log(f"{run_dir}: training is complete ({state.epoch} epochs) but its reports are not; writing them")
+        splits = _load_data(config, progress)
+        metrics = finish_run(run_dir, model, splits, state, config, log)
+        return RunOutcome(run_dir, "finished", state, metrics)
     log(f"resuming {run_dir} at epoch {state.epoch + 1}, step {state.step}")
     splits = _load_data(config, progress)
     return _train_and_finish(run_dir, model, state, config, splits, progress, log)

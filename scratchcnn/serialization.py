@@ -6,31 +6,49 @@ array) and numeric arrays under ``param/<layer>.<name>`` (and, in checkpoints,
 allow_pickle=False)``, so an untrusted file can hold only numbers and text:
 loading it can never run code. Every field, array name, shape and dtype is
 checked against the architecture the JSON describes before anything is used.
+
+Nothing in a file can make loading take unbounded memory: every member's ``.npy``
+header is read first and must declare exactly the bytes the member holds, at most
+``max_parameters`` elements per array and four times that in all (a checkpoint also
+holds two optimizer moments per parameter); the JSON entry is at most
+``MAX_META_BYTES``; the architecture is built without allocating its parameters
+(``Sequential.from_config(..., initialize=False)``), its layers must chain, its
+declared parameters must match the stored arrays' shapes and number at most
+``max_parameters``, and one image's largest activation at most
+``MAX_ACTIVATION_ELEMENTS``. ``max_parameters`` defaults to
+``$SCRATCHCNN_MAX_PARAMETERS``, else ``DEFAULT_MAX_PARAMETERS`` (100 million, 400
+MB of float32; vgg-small has 0.87 million).
 """
 from __future__ import annotations
 
 import io
 import json
 import math
+import os
 import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-from scratchcnn.errors import ModelFileError
+from scratchcnn.errors import ConfigError, ModelFileError
 from scratchcnn.fileio import atomic_write
 from scratchcnn.model import Sequential
 
-__all__ = ["MODEL_FORMAT", "FORMAT_VERSION", "MODEL_FILE", "BEST_MODEL_FILE", "CHECKPOINT_FILE",
+__all__ = ["MODEL_FORMAT", "FORMAT_VERSION", "MODEL_FILE", "BEST_MODEL_FILE", "CHECKPOINT_FILE", "EVALUATION_DIR",
            "write_archive", "read_archive", "save_model", "load_model", "model_meta", "param_arrays",
-           "check_finite", "FIELD_ERRORS"]
+           "check_finite", "max_parameters", "DEFAULT_MAX_PARAMETERS", "FIELD_ERRORS"]
 
 MODEL_FORMAT = "scratchcnn-model"
 FORMAT_VERSION = 1
 # The files of a run folder that hold models (scratchcnn.run writes them; predict and evaluate read them).
 MODEL_FILE, BEST_MODEL_FILE, CHECKPOINT_FILE = "model.npz", "best_model.npz", "checkpoint.npz"
+EVALUATION_DIR = "evaluation"  # where python -m scratchcnn.evaluate writes a run's reports by default
 PARAM_PREFIX = "param/"  # archive key of a parameter or buffer: "param/<layer>.<name>"
+DEFAULT_MAX_PARAMETERS = 100_000_000  # see the module docstring; $SCRATCHCNN_MAX_PARAMETERS overrides it
+MAX_META_BYTES = 16 * 2**20  # the JSON entry (architecture, history, options) is a few kB in practice
+MAX_ACTIVATION_ELEMENTS = 2**26  # one image's largest layer output (a 8192x8192 grey input)
+_NPY_HEADER_BYTES = 65536 + 12  # numpy writes headers of at most 64 kB (format version 2/3)
 # zipfile answers some corrupt headers with NotImplementedError (an "unsupported version" or
 # compression) or RuntimeError (an "encrypted" flag bit): they too mean a corrupt file.
 _READ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error,
@@ -66,6 +84,7 @@ def read_archive(path, expected_format: str) -> tuple[dict, dict]:
     """
     path = Path(path)
     try:
+        _check_members(path, max_parameters())
         archive = np.load(path, allow_pickle=False)
         if not isinstance(archive, np.lib.npyio.NpzFile):  # a bare .npy array
             raise ModelFileError(f"{path}: not an .npz archive")
@@ -85,6 +104,8 @@ def read_archive(path, expected_format: str) -> tuple[dict, dict]:
         meta = json.loads(raw.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelFileError(f"{path}: 'meta' is not valid UTF-8 JSON: {exc}") from None
+    except RecursionError:
+        raise ModelFileError(f"{path}: 'meta' is JSON nested too deeply to be a model description") from None
     if not isinstance(meta, dict) or meta.get("format") != expected_format:
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise ModelFileError(f"{path}: field 'format' is {found!r}, expected {expected_format!r}")
@@ -95,6 +116,66 @@ def read_archive(path, expected_format: str) -> tuple[dict, dict]:
         if array.dtype.kind not in "fiub":
             raise ModelFileError(f"{path}: array {name!r} has dtype {array.dtype}, expected numbers")
     return meta, arrays
+
+
+def max_parameters() -> int:
+    """The parameter cap of model files: ``$SCRATCHCNN_MAX_PARAMETERS``, else ``DEFAULT_MAX_PARAMETERS``.
+
+    Raises
+    ------
+    ConfigError
+        If the variable is set but not a positive integer.
+    """
+    text = os.environ.get("SCRATCHCNN_MAX_PARAMETERS")
+    if text is None:
+        return DEFAULT_MAX_PARAMETERS
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"$SCRATCHCNN_MAX_PARAMETERS must be a positive integer, got {text!r}")
+    return value
+
+
+def _check_members(path: Path, cap: int) -> None:
+    """Check every member's ``.npy`` header before any array is read (see the module docstring).
+
+    Raises ModelFileError naming the member: not an ``.npy`` array (a raw pickle,
+    say), object dtype, a header that promises more or fewer bytes than the member
+    holds, or more elements than the caps allow.
+    """
+    with open(path, "rb") as f:
+        if f.read(6) == b"\x93NUMPY":
+            raise ModelFileError(f"{path}: not an .npz archive (a bare .npy array)")
+    total = 0
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            name = info.filename
+            if not name.endswith(".npy"):
+                raise ModelFileError(f"{path}: member {name!r} is not an .npy array")
+            with archive.open(info) as member:
+                head = io.BytesIO(member.read(min(info.file_size, _NPY_HEADER_BYTES)))
+            try:
+                version = np.lib.format.read_magic(head)
+                shape, _, dtype = (np.lib.format.read_array_header_1_0(head) if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0(head))
+            except (ValueError, SyntaxError, TypeError, EOFError) as exc:
+                raise ModelFileError(f"{path}: member {name!r} is not an .npy array ({exc})") from None
+            if dtype.hasobject:
+                raise ModelFileError(f"{path}: array {name[:-4]!r} holds Python objects (pickle); refused")
+            count = math.prod(shape)
+            if count * dtype.itemsize != info.file_size - head.tell():
+                raise ModelFileError(f"{path}: array {name[:-4]!r} declares shape {shape} ({count * dtype.itemsize} "
+                                     f"bytes) but holds {info.file_size - head.tell()} bytes")
+            limit = MAX_META_BYTES if name == "meta.npy" else cap
+            if count > limit:
+                raise ModelFileError(f"{path}: array {name[:-4]!r} declares {count:,} elements, more than the "
+                                     f"{limit:,} allowed (SCRATCHCNN_MAX_PARAMETERS sets the cap)")
+            total += count if name != "meta.npy" else 0
+            if total > 4 * cap:
+                raise ModelFileError(f"{path}: the arrays hold more than {4 * cap:,} elements in all "
+                                     "(SCRATCHCNN_MAX_PARAMETERS sets the cap)")
 
 
 def model_meta(model: Sequential, class_names, normalization: dict, **extra) -> dict:
@@ -131,8 +212,18 @@ def build_from_meta(path, meta: dict, arrays: dict, backend=None) -> Sequential:
     params = param_arrays(arrays)
     check_finite(path, params)
     try:
-        model = Sequential.from_config(meta["architecture"], backend=backend)
-        model.output_shapes()
+        # Layers without parameters: nothing is allocated before the checks below pass.
+        model = Sequential.from_config(meta["architecture"], backend=backend, initialize=False)
+        shapes = model.output_shapes()  # the layers chain (channels included), or ValueError
+        largest = max(math.prod(s) for s in [model.input_shape, *shapes])
+        if largest > MAX_ACTIVATION_ELEMENTS:
+            raise ValueError(f"one image's activations reach {largest:,} elements, more than the "
+                             f"{MAX_ACTIVATION_ELEMENTS:,} allowed")
+        declared = model.declared_shapes()
+        count = sum(math.prod(s) for s in declared.values())
+        if count > max_parameters():
+            raise ValueError(f"the architecture declares {count:,} parameters, more than the "
+                             f"{max_parameters():,} allowed (SCRATCHCNN_MAX_PARAMETERS sets the cap)")
         model.load_named_arrays(params)
         model.load_layer_states(meta.get("layer_state", {}))
     except FIELD_ERRORS as exc:

@@ -42,8 +42,8 @@ def build_parser() -> cli.ArgumentParser:
     p.add_argument("--lr", type=cli.positive_float, default=1e-3, help="learning rate (default: 1e-3)")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam", help="default: adam")
     p.add_argument("--momentum", type=cli.fraction, default=0.9, help="SGD momentum (default: 0.9)")
-    p.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty (default: 0)")
-    p.add_argument("--seed", type=int, default=0, help="seed of weights, split, shuffles, dropout (default: 0)")
+    p.add_argument("--weight-decay", type=cli.non_negative_float, default=0.0, help="L2 penalty (default: 0)")
+    p.add_argument("--seed", type=cli.seed, default=0, help="seed of weights, split, shuffles, dropout (default: 0)")
     p.add_argument("--backend", choices=sorted(kernels.BACKENDS),
                    help="kernel backend (default: $SCRATCHCNN_BACKEND, else the fastest available)")
     p.add_argument("--data-dir", help="folder holding the data set's files (searched first)")
@@ -77,14 +77,12 @@ def config_from_args(args) -> dict:
     Raises
     ------
     ConfigError
-        For a negative weight decay, ``--save-best``/``--early-stopping`` without
+        For ``--save-best``/``--early-stopping`` without
         a validation set, a malformed ``--freeze``/``--init-layers``, ``--init-layers``
         without ``--init-from``, or an ``--init-from`` that names no model.
     """
     config = {key: getattr(args, key) for key in RUN_OPTIONS}
     config["epochs"] = args.epochs or DEFAULT_EPOCHS[args.dataset]
-    if args.weight_decay < 0:
-        raise ConfigError(f"--weight-decay must be >= 0, got {args.weight_decay}")
     if args.init_layers and not args.init_from:
         raise ConfigError("--init-layers needs --init-from (the run or model file to load from)")
     for flag in ("init_layers", "freeze"):
@@ -101,10 +99,14 @@ def config_from_args(args) -> dict:
     return config
 
 
-def _check_resume_args(args, parser) -> None:
-    """A resumed run keeps the options stored in its checkpoint: refuse any other run option."""
-    changed = [key for key in RUN_OPTIONS + ("out",)
-               if key not in RESUME_OPTIONS and getattr(args, key) != parser.get_default(key)]
+def _check_resume_args(argv) -> None:
+    """A resumed run keeps the options stored in its checkpoint: refuse any other run option given,
+    even one given with its default value (``--dataset fashion`` on a digits run)."""
+    unset = object()  # a default no argument can produce: what remains of it was not given
+    given = build_parser()
+    given.set_defaults(**{key: unset for key in RUN_OPTIONS + ("out",)})
+    changed = [key for key, value in vars(given.parse_args(argv)).items()
+               if key in RUN_OPTIONS + ("out",) and key not in RESUME_OPTIONS and value is not unset]
     if changed:
         raise ConfigError(f"--{changed[0].replace('_', '-')} cannot be combined with --resume: a resumed run "
                           f"keeps the options stored in its {CHECKPOINT_FILE} (only --epochs, --data-dir, "
@@ -118,7 +120,7 @@ def _main(argv) -> int:
         kernels.get(args.backend)  # an unusable backend (cuda without a GPU) fails before anything loads
     try:
         if args.resume:
-            _check_resume_args(args, parser)
+            _check_resume_args(argv)
             outcome = resume_run(args.resume, epochs=args.epochs, data_dir=args.data_dir, backend=args.backend,
                                  progress=not args.no_progress)
         else:

@@ -229,7 +229,8 @@ class Trainer:
         steps = math.ceil(n / self.batch_size)
         order = np.random.default_rng([self.seed, st.epoch]).permutation(n)
         stats = K.zeros((steps, 2), np.float64)
-        x_batch = np.empty((self.batch_size,) + x.shape[1:], x.dtype)
+        # A batch size above the set's size means one batch of every image: allocate no more than that.
+        x_batch = np.empty((min(self.batch_size, n),) + x.shape[1:], x.dtype)
         sync_every = K.SYNC_EVERY  # a GPU reports only now and then: reading drains its queue
         bar = tqdm(total=steps, initial=st.step, desc=f"epoch {st.epoch + 1}/{epochs}",
                    disable=not self.progress, leave=False, unit="batch")

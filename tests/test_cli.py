@@ -47,6 +47,11 @@ def files_of(folder: Path) -> dict:
     (["--dataset", "cifar100"], "argument --dataset: invalid choice: 'cifar100'"),
     (["--lr-schedule", "linear"], "argument --lr-schedule: invalid choice: 'linear'"),
     (["--early-stopping", "-1"], "argument --early-stopping: expected a positive integer, got -1"),
+    (["--weight-decay", "-1"], "argument --weight-decay: expected a finite number >= 0, got -1"),
+    (["--weight-decay", "nan"], "argument --weight-decay: expected a finite number >= 0, got nan"),
+    (["--weight-decay", "inf"], "argument --weight-decay: expected a finite number >= 0, got inf"),
+    (["--seed", "-1"], r"argument --seed: expected an integer in \[0, 2\*\*32\), got -1"),
+    (["--seed", str(2**32)], r"argument --seed: expected an integer in \[0, 2\*\*32\), got 4294967296"),
     (["--frobnicate"], "unrecognized arguments: --frobnicate"),
 ])
 def test_bad_arguments_exit_2_with_one_line_and_create_nothing(argv, message, tmp_path, monkeypatch, capsys):
@@ -64,7 +69,6 @@ def test_bad_arguments_exit_2_with_one_line_and_create_nothing(argv, message, tm
 # ----------------------------------------------------------------------------- errors (exit 1)
 
 @pytest.mark.parametrize("argv,message", [
-    (["--dataset", "digits", "--weight-decay", "-1"], "--weight-decay must be >= 0, got -1.0"),
     (["--dataset", "digits", "--save-best", "--val-fraction", "0"],
      "--save-best needs a validation set, but --val-fraction is 0"),
     (["--dataset", "digits", "--early-stopping", "2", "--val-fraction", "0"],
@@ -72,6 +76,11 @@ def test_bad_arguments_exit_2_with_one_line_and_create_nothing(argv, message, tm
     (["--dataset", "digits", "--train-limit", "1"], "train_limit must be at least 2, got 1"),
     (["--resume", "nowhere"], "--resume nowhere: no checkpoint.npz in that folder"),
     (["--resume", "nowhere", "--dataset", "digits"], "--dataset cannot be combined with --resume"),
+    (["--resume", "nowhere", "--dataset", "fashion"], "--dataset cannot be combined with --resume"),  # the default
+    (["--dataset", "digits", "--val-fraction", "0.999"], "--val-fraction 0.999 holds out 1436 of 1437 training "
+                                                         "images, leaving 1, fewer than the 10 classes"),
+    (["--dataset", "digits", "--val-fraction", "0.95", "--train-limit", "100"], "leaving 5, fewer than the 10"),
+    (["--dataset", "digits", "--data-dir", "no/such/folder"], "--data-dir no/such/folder: no such folder"),
 ])
 def test_invalid_settings_exit_1_with_one_line_and_create_nothing(argv, message, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
@@ -177,7 +186,7 @@ def test_absurd_learning_rate_diverges_in_epoch_1_without_a_checkpoint(tmp_path,
     line = one_error_line(capsys.readouterr().err)
     assert re.search(r"loss is (nan|inf) at epoch 1, batch \d+; stopped \(try a lower --lr\); "
                                    "no epoch completed, so there is no checkpoint", line)
-    assert list((tmp_path / "run").iterdir()) == []
+    assert list(tmp_path.iterdir()) == []  # the run folder it created is removed: nothing was kept
 
 
 # ----------------------------------------------------------------------------- evaluate
@@ -290,6 +299,14 @@ def test_predict_on_real_test_images_as_png_and_jpeg(fashion_model, confident, t
                                            {"mean": s.mean, "std": s.std}}, files[chosen[0]]["png"], 10)
     got = dict(result.top)
     np.testing.assert_allclose([got[name] for name in s.class_names], probs[chosen[0]], rtol=1e-5, atol=1e-7)
+    # The same picture as a 16-bit PNG (and as a float TIFF) scores the same, not clipped to 0/255.
+    wide, floats = tmp_path / "wide.png", tmp_path / "float.tif"
+    Image.fromarray(raw[chosen[0]].astype(np.uint16) * 257).save(wide)
+    Image.fromarray(raw[chosen[0]].astype(np.float32) / 255, "F").save(floats)
+    for path in (wide, floats):
+        again = dict(predict.predict_image(model, {"class_names": s.class_names, "normalization":
+                                                   {"mean": s.mean, "std": s.std}}, path, 10).top)
+        np.testing.assert_allclose([again[name] for name in s.class_names], probs[chosen[0]], rtol=1e-5, atol=1e-7)
 
 
 def test_preprocess_image_inverts_frames_and_normalises():

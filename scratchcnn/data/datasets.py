@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from sklearn.datasets import load_digits
@@ -11,7 +12,7 @@ from scratchcnn.data.cifar import read_records
 from scratchcnn.data.idx import read_idx
 from scratchcnn.data.registry import CIFAR_DATASETS, DATASET_NAMES, IDX_DATASETS
 from scratchcnn.data.sources import find_or_download
-from scratchcnn.errors import ConfigError
+from scratchcnn.errors import ConfigError, DataError
 
 __all__ = ["DataSplits", "load_raw", "load_dataset", "normalize", "pixel_statistics"]
 
@@ -67,8 +68,12 @@ def load_raw(name: str, data_dir=None, progress: bool = True):
     ConfigError
         For an unknown data set name.
     DataError
-        If files are missing and cannot be downloaded, or are corrupt.
+        If ``data_dir`` is given but is not a folder, or files are missing and cannot
+        be downloaded, or are corrupt.
     """
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise DataError(f"--data-dir {data_dir}: no such folder" if not Path(data_dir).exists()
+                        else f"--data-dir {data_dir}: not a folder")
     if name == "digits":
         images, labels = load_digits(return_X_y=True)
         images = images.reshape(-1, 8, 8)
@@ -185,7 +190,8 @@ def load_dataset(name: str, data_dir=None, val_fraction: float = 0.1, train_limi
     Raises
     ------
     ConfigError
-        For an unknown name, a ``val_fraction`` outside [0, 1) or a ``train_limit`` < 2.
+        For an unknown name, a ``val_fraction`` outside [0, 1) or one that leaves fewer
+        training images than classes, or a ``train_limit`` < 2.
     DataError
         For missing or corrupt files.
     """
@@ -198,9 +204,14 @@ def load_dataset(name: str, data_dir=None, val_fraction: float = 0.1, train_limi
         x_tr, y_tr = x_tr[:train_limit], y_tr[:train_limit]
     x_val, y_val = x_tr[:0], y_tr[:0]
     n_val = int(round(val_fraction * len(y_tr)))
+    n_classes = len(np.unique(y_tr))
+    if len(y_tr) - n_val < n_classes:
+        raise ConfigError(f"--val-fraction {val_fraction} holds out {n_val} of {len(y_tr)} training images, "
+                          f"leaving {len(y_tr) - n_val}, fewer than the {n_classes} classes; use a smaller "
+                          "--val-fraction (or a larger --train-limit)")
     if n_val > 0:
         counts = np.bincount(y_tr)
-        stratify = y_tr if counts[counts > 0].min() >= 2 and n_val >= len(np.unique(y_tr)) else None
+        stratify = y_tr if counts[counts > 0].min() >= 2 and min(n_val, len(y_tr) - n_val) >= n_classes else None
         x_tr, x_val, y_tr, y_val = train_test_split(x_tr, y_tr, test_size=n_val, stratify=stratify,
                                                     random_state=seed)
     mean, std = pixel_statistics(x_tr, scale)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import struct
 import zlib
 from pathlib import Path
@@ -23,6 +24,8 @@ __all__ = ["IDX_TYPES", "read_idx", "parse_idx", "decompressed_bytes"]
 IDX_TYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"),
              0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 _GZIP_MAGIC = b"\x1f\x8b"
+MAX_IDX_BYTES = 2**31  # data bytes a header may declare (MNIST's training images: 47 MB)
+_TRAILING_LIMIT = 2**20  # bytes read past the declared data to report trailing garbage
 
 
 def decompressed_bytes(path) -> bytes:
@@ -105,10 +108,58 @@ def parse_idx(raw: bytes, source: str, expected_shape=None, expected_dtype=None,
     return np.frombuffer(raw, dtype, offset=header).reshape(dims)
 
 
-def read_idx(path, expected_shape=None, expected_dtype=None, sha256=None) -> np.ndarray:
+def read_idx(path, expected_shape=None, expected_dtype=None, sha256=None,
+             max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
     """Read an IDX file, raw or gzipped, with the checks of ``parse_idx``.
+
+    The header is read (and decompressed) first, and then exactly the bytes it
+    declares, so a file whose header declares another shape than
+    ``expected_shape`` (or more than ``max_bytes`` of data) is refused before any
+    data is read, and a gzip stream that inflates to gigabytes (a "gzip bomb") is
+    never decompressed past the declared size plus ``_TRAILING_LIMIT``.
 
     Returns the array in native byte order. Raises DataError naming ``path``.
     """
-    array = parse_idx(decompressed_bytes(path), str(path), expected_shape, expected_dtype, sha256)
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            stream = gzip.GzipFile(fileobj=f) if f.read(2) == _GZIP_MAGIC else f
+            f.seek(0)
+            raw = _read_declared(stream, str(path), expected_shape, max_bytes)
+    except DataError:
+        raise
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, expected an IDX file") from None
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise DataError(f"{path}: corrupt or truncated gzip data ({exc})") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    array = parse_idx(raw, str(path), expected_shape, expected_dtype, sha256)
     return array.astype(array.dtype.newbyteorder("="), copy=False)
+
+
+def _read_declared(stream, source: str, expected_shape, max_bytes: int) -> bytes:
+    """The header and the data it declares, read from ``stream``; refuse trailing bytes.
+
+    What cannot be judged from the header alone (bad magic, unknown type,
+    truncation) is left to ``parse_idx``, which gets the bytes read.
+    """
+    head = stream.read(4)
+    if len(head) < 4 or head[:2] != b"\0\0" or head[2] not in IDX_TYPES or head[3] == 0:
+        return head
+    dims_raw = stream.read(4 * head[3])
+    if len(dims_raw) < 4 * head[3]:
+        return head + dims_raw
+    dims = struct.unpack(f">{head[3]}I", dims_raw)
+    if expected_shape is not None and tuple(dims) != tuple(expected_shape):
+        raise DataError(f"{source}: dimensions {tuple(dims)} in the header, expected {tuple(expected_shape)}")
+    need = math.prod(dims) * IDX_TYPES[head[2]].itemsize
+    if need > max_bytes:
+        raise DataError(f"{source}: the header declares {need:,} bytes of data, more than the {max_bytes:,} "
+                        "this reader takes")
+    body = stream.read(need)
+    extra = len(stream.read(_TRAILING_LIMIT))
+    if extra:
+        more = "at least " if extra == _TRAILING_LIMIT else ""
+        raise DataError(f"{source}: {more}{extra} unexpected bytes after the {need} bytes of data")
+    return head + dims_raw + body

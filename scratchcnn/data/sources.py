@@ -62,6 +62,8 @@ def _file_in(folder: Path, names) -> Path | None:
     for name in names:
         if (folder / name).is_file():
             return folder / name
+        if (folder / name).is_dir():  # never skip it silently for a file found elsewhere
+            raise DataError(f"{folder / name}: is a folder, expected the data file {name}")
     return None
 
 

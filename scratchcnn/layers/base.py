@@ -79,6 +79,14 @@ class Layer:
     def reset_parameters(self, rng: np.random.Generator) -> None:
         """Draw fresh initial parameters (and any random seeds) from ``rng``."""
 
+    def param_shapes(self) -> dict:
+        """Shape of every parameter (``params``) that the configuration declares, without allocating."""
+        return {}
+
+    def buffer_shapes(self) -> dict:
+        """Shape of every buffer (``buffers``) that the configuration declares, without allocating."""
+        return {}
+
     def get_state(self) -> dict:
         """Non-array state that a resumed run needs (JSON-serialisable), e.g. Dropout's mask counter."""
         return {}

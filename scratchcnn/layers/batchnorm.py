@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from scratchcnn.init import NO_INIT
 from scratchcnn.layers.base import Layer
 
 __all__ = ["BatchNorm2D", "BatchNorm1D"]
@@ -13,7 +14,7 @@ class _BatchNorm(Layer):
 
     _rank = 0  # input rank: 4 for (N, C, H, W), 2 for (N, F)
 
-    def __init__(self, num_features, momentum=0.1, eps=1e-5):
+    def __init__(self, num_features, momentum=0.1, eps=1e-5, rng=None):
         super().__init__()
         if not isinstance(num_features, (int, np.integer)) or num_features < 1:
             raise ValueError(f"{type(self).__name__}: num_features must be a positive int, got {num_features!r}")
@@ -21,7 +22,14 @@ class _BatchNorm(Layer):
             raise ValueError(f"{type(self).__name__}: need 0 < momentum <= 1 and eps > 0, "
                              f"got momentum={momentum!r}, eps={eps!r}")
         self.num_features, self.momentum, self.eps = int(num_features), float(momentum), float(eps)
-        self.reset_parameters(None)
+        if rng is not NO_INIT:  # NO_INIT: the statistics are loaded next (Sequential.from_config)
+            self.reset_parameters(None)
+
+    def param_shapes(self):
+        return {"gamma": (self.num_features,), "beta": (self.num_features,)}
+
+    def buffer_shapes(self):
+        return {"running_mean": (self.num_features,), "running_var": (self.num_features,)}
 
     def reset_parameters(self, rng):
         c = self.num_features

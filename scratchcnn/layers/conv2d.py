@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernels.api import conv_output_size
-from scratchcnn.init import initial_weights
+from scratchcnn.init import NO_INIT, initial_weights
 from scratchcnn.layers.base import Layer
 
 __all__ = ["Conv2D"]
@@ -38,7 +38,8 @@ class Conv2D(Layer):
         Learn a bias (default). Turn it off before batch normalisation, which
         subtracts the mean and so cancels any bias (its gradient is exactly zero).
     rng : numpy.random.Generator, optional
-        Source of the initial weights (a fresh unseeded one if omitted).
+        Source of the initial weights (a fresh unseeded one if omitted);
+        ``scratchcnn.init.NO_INIT`` allocates none (the weights are loaded next).
 
     Shapes
     ------
@@ -68,7 +69,14 @@ class Conv2D(Layer):
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size = _pair(kernel_size, "Conv2D: kernel_size")
         self.stride, self.padding, self.init, self.bias = int(stride), int(padding), init, bool(bias)
-        self.reset_parameters(rng or np.random.default_rng())
+        if rng is not NO_INIT:
+            self.reset_parameters(rng or np.random.default_rng())
+
+    def param_shapes(self):
+        shapes = {"W": (self.out_channels, self.in_channels, *self.kernel_size)}
+        if self.bias:
+            shapes["b"] = (self.out_channels,)
+        return shapes
 
     def reset_parameters(self, rng):
         kh, kw = self.kernel_size
@@ -79,6 +87,9 @@ class Conv2D(Layer):
             self._set_param("b", np.zeros(self.out_channels, np.float32))
 
     def output_shape(self, input_shape):
+        if len(input_shape) != 3 or input_shape[0] != self.in_channels:
+            raise ValueError(f"Conv2D({self.in_channels}, {self.out_channels}) needs (C={self.in_channels}, H, W) "
+                             f"per sample, got {tuple(input_shape)}")
         _, h, w = input_shape
         kh, kw = self.kernel_size
         return (self.out_channels, conv_output_size(h, kh, self.stride, self.padding),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from scratchcnn.init import initial_weights
+from scratchcnn.init import NO_INIT, initial_weights
 from scratchcnn.layers.base import Layer
 
 __all__ = ["Dense"]
@@ -20,6 +20,8 @@ class Dense(Layer):
     bias : bool
         Learn a bias (default); turn it off before batch normalisation.
     rng : numpy.random.Generator, optional
+        Source of the initial weights; ``scratchcnn.init.NO_INIT`` allocates none
+        (the weights are loaded next, as ``Sequential.from_config`` does for a file).
 
     Shapes
     ------
@@ -39,7 +41,14 @@ class Dense(Layer):
                 raise ValueError(f"Dense: {what} must be a positive int, got {value!r}")
         self.in_features, self.out_features, self.init = int(in_features), int(out_features), init
         self.bias = bool(bias)
-        self.reset_parameters(rng or np.random.default_rng())
+        if rng is not NO_INIT:
+            self.reset_parameters(rng or np.random.default_rng())
+
+    def param_shapes(self):
+        shapes = {"W": (self.in_features, self.out_features)}
+        if self.bias:
+            shapes["b"] = (self.out_features,)
+        return shapes
 
     def reset_parameters(self, rng):
         shape = (self.in_features, self.out_features)

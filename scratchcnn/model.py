@@ -243,7 +243,7 @@ class Sequential:
 
     def _first_trainable(self):
         """The first layer that has parameters and is not frozen, or None."""
-        return next((layer for layer in self.layers if layer.params and layer.trainable), None)
+        return next((layer for layer in self.layers if layer.param_shapes() and layer.trainable), None)
 
     # -- transfer learning ------------------------------------------------------------
     def freeze(self, layers) -> "Sequential":
@@ -281,7 +281,8 @@ class Sequential:
             unknown = sorted(chosen - set(names))
             if unknown:
                 raise ValueError(f"freeze: unknown layer {unknown[0]!r}; the layers are {', '.join(names)}")
-        if not any(layer.params and layer.name not in chosen for layer in self.layers):
+        # Declared shapes, not arrays: a model being loaded (initialize=False) has no arrays yet.
+        if not any(layer.param_shapes() and layer.name not in chosen for layer in self.layers):
             raise ValueError("freeze: that leaves no layer with parameters to train")
         for layer in self.layers:
             layer.trainable = layer.name not in chosen

@@ -199,7 +199,8 @@ class Trainer:
         _check_xy(self.model, x, y)
         if self.state.epoch < epochs and not self.state.stopped_early:
             # Compiling happens here, not in the first epoch: train_seconds and images/s count training only.
-            self.state.compile_seconds += self.model.warm_up(self.batch_size, log=self.log)
+            # (a batch size above the set's size is one batch of every image: warm up with that)
+            self.state.compile_seconds += self.model.warm_up(min(self.batch_size, len(y)), log=self.log)
         if validation_data is not None and len(validation_data[1]) == 0:
             validation_data = None
         if self.early_stopping and validation_data is None:

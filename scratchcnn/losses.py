@@ -10,7 +10,7 @@ __all__ = ["SoftmaxCrossEntropy"]
 
 
 class SoftmaxCrossEntropy:
-    """Mean cross-entropy between ``softmax(logits)`` and integer class labels.
+    """Mean cross-entropy between ``softmax(logits)`` and integer class labels, optionally label-smoothed.
 
     ``L = -(1/N) * sum_n log softmax(logits)[n, labels[n]]``, computed with the
     log-sum-exp shift so no exponent overflows; its gradient is
@@ -20,6 +20,21 @@ class SoftmaxCrossEntropy:
 
     Computes with the NumPy reference until ``to`` (or the ``Sequential.build``
     of the model it is compiled into) places it on another backend.
+    With ``label_smoothing = eps > 0`` the target of each row is
+    ``(1 - eps) * onehot + eps / num_classes`` (Szegedy et al., 2016, "Rethinking the
+    Inception Architecture", Section 7; PyTorch's ``CrossEntropyLoss(label_smoothing=eps)``
+    computes the same): ``L = -(1/N) sum_n sum_k target[n, k] log softmax(logits)[n, k]``,
+    ``dL/dlogits = (softmax(logits) - target) / N``. The reported loss is then the
+    smoothed one, which cannot reach 0.
+
+    Parameters
+    ----------
+    label_smoothing : float in [0, 1)
+
+    Raises
+    ------
+    ValueError
+        If ``label_smoothing`` is outside [0, 1).
 
     Examples
     --------
@@ -33,7 +48,10 @@ class SoftmaxCrossEntropy:
 
     K = numpy_ref  # until ``to``: the constructor touches no backend
 
-    def __init__(self):
+    def __init__(self, label_smoothing=0.0):
+        if not 0.0 <= float(label_smoothing) < 1.0:
+            raise ValueError(f"SoftmaxCrossEntropy: label_smoothing must be in [0, 1), got {label_smoothing!r}")
+        self.label_smoothing = float(label_smoothing)
         self._cache: dict = {}
         self._workspace: dict = {}
 
@@ -71,7 +89,8 @@ class SoftmaxCrossEntropy:
                              f"got {tuple(logits.shape)} and {tuple(labels.shape)}")
         probs, stats = self.K.softmax_xent_forward(
             logits, labels, probs=self._buffer("probs", logits.shape, logits.dtype),
-            stats=self._buffer("stats", (2,), np.float64) if stats is None else stats)
+            stats=self._buffer("stats", (2,), np.float64) if stats is None else stats,
+            smoothing=self.label_smoothing)
         self._cache = {"probs": probs, "labels": labels}
         return stats
 
@@ -84,4 +103,5 @@ class SoftmaxCrossEntropy:
         """dL/dlogits, shape (N, num_classes), for the mean loss of the last ``forward``."""
         probs, labels = self._cache.pop("probs"), self._cache.pop("labels")
         return self.K.softmax_xent_backward(probs, labels,
-                                            out=self._buffer("dlogits", probs.shape, probs.dtype))
+                                            out=self._buffer("dlogits", probs.shape, probs.dtype),
+                                            smoothing=self.label_smoothing)

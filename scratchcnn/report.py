@@ -9,7 +9,7 @@ import numpy as np
 
 from scratchcnn import metrics, plots
 from scratchcnn.fileio import atomic_write, atomic_write_text, write_json
-from scratchcnn.training import HISTORY_KEYS, loss_and_accuracy, predict_logits
+from scratchcnn.training import HISTORY_KEYS, flip_averaged_probabilities, loss_and_accuracy, predict_logits
 
 __all__ = ["write_history_csv", "write_test_report", "display_images", "SAMPLE_COUNT", "METRICS_FILE"]
 
@@ -48,7 +48,7 @@ def _save_figure(fig, path: Path) -> None:
         plots.close(fig)
 
 
-def write_test_report(run_dir, model, splits, history: dict, info: dict, log=print) -> dict:
+def write_test_report(run_dir, model, splits, history: dict, info: dict, log=print, tta_flip=False) -> dict:
     """Score ``model`` on ``splits.x_test`` and write the run folder's reports.
 
     Writes ``history.csv``, ``curves.png``, ``confusion_matrix.png`` and
@@ -58,6 +58,10 @@ def write_test_report(run_dir, model, splits, history: dict, info: dict, log=pri
     the confusion matrix), so that a ``metrics.json`` means every report was
     written (``scratchcnn.run`` takes it as the mark of a finished run); prints
     scikit-learn's classification report.
+    With ``tta_flip``, ``metrics.json`` also holds ``test_accuracy_flip_tta``: the
+    accuracy of the mean prediction over each test image and its mirror image
+    (``training.flip_averaged_probabilities``); every other figure stays that of
+    the plain prediction.
 
     Returns the metrics dict.
     """
@@ -71,6 +75,11 @@ def write_test_report(run_dir, model, splits, history: dict, info: dict, log=pri
            "weighted_avg": result["weighted_avg"], "class_names": list(splits.class_names),
            "confusion_matrix": result["confusion_matrix"],
            "most_confused": metrics.most_confused_pairs(result["confusion_matrix"], splits.class_names)}
+    if tta_flip:
+        flip_predictions = flip_averaged_probabilities(model, splits.x_test).argmax(axis=1)
+        out["test_accuracy_flip_tta"] = float(np.mean(flip_predictions == splits.y_test))
+        log(f"test accuracy {test_accuracy:.4f} plain, {out['test_accuracy_flip_tta']:.4f} "
+            "averaged with the left-right mirror image (--tta-flip)")
     if history and history.get("epoch"):
         write_history_csv(run_dir / "history.csv", history)
         _save_figure(plots.plot_curves(history), run_dir / "curves.png")

@@ -45,9 +45,11 @@ DEFAULT_EPOCHS = {"fashion": 5, "mnist": 3, "cifar10": 10, "digits": 30}
 # Options stored in a run's config; on --resume they come from the checkpoint.
 RUN_OPTIONS = ("dataset", "model", "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay",
                "seed", "train_limit", "val_fraction", "augment", "lr_schedule", "early_stopping",
-               "save_best", "data_dir", "init_from", "init_layers", "freeze")
+               "save_best", "data_dir", "init_from", "init_layers", "freeze", "label_smoothing", "tta_flip")
 # Options added after the first checkpoints were written: absent from an older run's config means None.
 LATER_OPTIONS = ("init_from", "init_layers", "freeze")
+# Likewise, with these values.
+OPTION_DEFAULTS = {"label_smoothing": 0.0, "tta_flip": False}
 # The only run options that a resumed run may change (besides the backend and progress bars).
 RESUME_OPTIONS = ("epochs", "data_dir")
 
@@ -129,7 +131,7 @@ def start_run(config: dict, out=None, backend=None, progress: bool = True, log=p
         model = build_model(config["model"], splits.input_shape, len(splits.class_names), seed=config["seed"],
                             backend=backend)
         apply_transfer(model, config, log)
-        model.compile(make_optimizer(config), SoftmaxCrossEntropy())
+        model.compile(make_optimizer(config), SoftmaxCrossEntropy(config.get("label_smoothing", 0.0)))
         return _train_and_finish(run_dir, model, None, config, splits, progress, log)
 
 
@@ -230,6 +232,8 @@ def _resume(run_dir: Path, epochs, data_dir, backend, progress: bool, log) -> Ru
     model, state, config = load_checkpoint(run_dir / CHECKPOINT_FILE, backend=backend)
     for key in LATER_OPTIONS:
         config.setdefault(key, None)
+    config = {**OPTION_DEFAULTS, **config}
+    model.loss.label_smoothing = float(config["label_smoothing"])  # checkpoints restore a plain loss
     missing = [key for key in RUN_OPTIONS if key not in config]
     if missing:
         raise ModelFileError(f"{run_dir / CHECKPOINT_FILE}: the run's config lacks {', '.join(missing)}")
@@ -319,7 +323,8 @@ def finish_run(run_dir, model, splits, state: TrainState, config: dict, log=prin
             "test_images": len(splits.y_test), "train_seconds": state.train_seconds,
             "train_images_per_second": per_second, "compile_seconds": state.compile_seconds, "config": config, "parameters": model.num_params(),
             "machine": machine()}
-    metrics = write_test_report(run_dir, model, splits, state.history, info, log=log)
+    metrics = write_test_report(run_dir, model, splits, state.history, info, log=log,
+                                tta_flip=config.get("tta_flip", False))
     # Compiling (a first run's warm-up) is reported apart: it is not training time.
     compiling = f", after {state.compile_seconds:.1f} s compiling kernels" if state.compile_seconds >= 0.05 else ""
     log(f"test accuracy {metrics['test_accuracy']:.4f}  test loss {metrics['test_loss']:.4f}  "

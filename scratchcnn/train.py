@@ -55,7 +55,12 @@ def build_parser() -> cli.ArgumentParser:
     p.add_argument("--augment", action="store_true",
                    help="random shifts of up to 2 pixels (and horizontal flips for fashion); cifar10: random "
                         "crops of the image padded by 4 pixels and horizontal flips")
-    p.add_argument("--lr-schedule", choices=SCHEDULES, default="constant", help="default: constant")
+    p.add_argument("--lr-schedule", choices=SCHEDULES, default="constant",
+                   help="default: constant; onecycle warms up to --lr over 30%% of the steps, then anneals")
+    p.add_argument("--label-smoothing", type=cli.fraction, default=0.0, metavar="EPS",
+                   help="train on targets (1-EPS)*onehot + EPS/classes (default: 0)")
+    p.add_argument("--tta-flip", action="store_true",
+                   help="also report the test accuracy averaged over each image and its mirror image")
     p.add_argument("--early-stopping", type=cli.positive_int, metavar="PATIENCE",
                    help="stop after PATIENCE epochs without a lower validation loss; restore the best weights")
     p.add_argument("--save-best", action="store_true", help=f"also keep the best-validation model as {BEST_MODEL_FILE}")

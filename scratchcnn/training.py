@@ -98,7 +98,9 @@ def loss_and_accuracy(model, x, y, batch_size: int = 256) -> tuple[float, float]
     if len(y) == 0:
         return math.nan, math.nan
     K = model.ensure_built(x.shape[1:]).K
-    loss_fn = model.loss if model.loss is not None else SoftmaxCrossEntropy().to(K)
+    # The plain cross-entropy, also when training smooths the labels: comparable across runs.
+    smoothed = getattr(model.loss, "label_smoothing", 0.0)
+    loss_fn = model.loss if model.loss is not None and not smoothed else SoftmaxCrossEntropy().to(K)
     starts = _batches(len(y), batch_size)
     stats = K.zeros((len(starts), 2), np.float64)
     for i, start in enumerate(starts):
@@ -107,6 +109,23 @@ def loss_and_accuracy(model, x, y, batch_size: int = 256) -> tuple[float, float]
         loss_fn.forward(model.forward(xb, training=False), yb, stats=stats[i])
     total = K.to_numpy(stats).sum(axis=0)
     return float(total[0] / len(y)), float(total[1] / len(y))
+
+
+def flip_averaged_probabilities(model, x, batch_size: int = 256) -> np.ndarray:
+    """Test-time augmentation: the mean of the softmax of ``x`` and of ``x`` mirrored left-right.
+
+    x : (N, C, H, W) float32 host array; returns (N, num_classes) float64 probabilities.
+    Meant for models trained with horizontal flips (Fashion-MNIST with ``--augment``),
+    as in Krizhevsky et al., 2012 ("ImageNet Classification with Deep CNNs", Section 4.1),
+    who average the predictions over an image and its reflection.
+    """
+    total = 0.0
+    for images in (x, np.ascontiguousarray(x[..., ::-1])):
+        logits = predict_logits(model, images, batch_size).astype(np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+        total = total + probs / probs.sum(axis=1, keepdims=True)
+    return total / 2
 
 
 def predict_logits(model, x, batch_size: int = 256) -> np.ndarray:

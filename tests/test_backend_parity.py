@@ -134,6 +134,10 @@ def test_elementwise_dense_loss_and_dropout(backend, rng):
     close(p1, p0)
     close(s1, s0)
     close(K.softmax_xent_backward(p0, labels), R.softmax_xent_backward(p0, labels))
+    _, s1 = K.softmax_xent_forward(logits, labels, smoothing=0.1)
+    _, s0 = R.softmax_xent_forward(logits, labels, smoothing=0.1)
+    close(s1, s0)
+    close(K.softmax_xent_backward(p0, labels, smoothing=0.1), R.softmax_xent_backward(p0, labels, smoothing=0.1))
 
 
 @pytest.mark.parametrize("backend", COMPILED)

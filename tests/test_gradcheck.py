@@ -61,8 +61,9 @@ def test_layer_gradients(case, backend, rng):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_softmax_cross_entropy_gradient(backend, rng):
-    loss = SoftmaxCrossEntropy().to(backend)
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_softmax_cross_entropy_gradient(backend, smoothing, rng):
+    loss = SoftmaxCrossEntropy(label_smoothing=smoothing).to(backend)
     logits = rng.standard_normal((5, 7))
     labels = rng.integers(0, 7, 5)
     loss(logits, labels)

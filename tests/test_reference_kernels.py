@@ -142,3 +142,17 @@ def test_kernels_raise_clear_errors():
         R.gemm(np.zeros((2, 3)), np.zeros((4, 5)))
     with pytest.raises(ValueError, match="expected shape"):
         R.im2col(np.zeros((1, 1, 4, 4)), 3, 3, out=np.zeros((9, 5)))
+
+
+def test_label_smoothing_matches_its_definition(rng):
+    # L = -sum_k target_k log p_k with target = (1 - eps) onehot + eps/K (Szegedy et al., 2016, Section 7).
+    logits = rng.standard_normal((5, 4)) * 3
+    labels = rng.integers(0, 4, 5)
+    eps = 0.2
+    probs, stats = R.softmax_xent_forward(logits, labels, smoothing=eps)
+    target = (1 - eps) * np.eye(4)[labels] + eps / 4
+    log_p = logits - logits.max(1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(1, keepdims=True))
+    assert stats[0] == pytest.approx(-(target * log_p).sum(), rel=1e-12)
+    np.testing.assert_allclose(R.softmax_xent_backward(probs, labels, smoothing=eps), (probs - target) / 5,
+                               rtol=1e-12)

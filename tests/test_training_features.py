@@ -86,6 +86,13 @@ def test_schedule_formulas():
     assert learning_rate("cosine", 2.0, 2, 0, 10, 4) == pytest.approx(1.0, abs=1e-15)
     assert learning_rate("cosine", 2.0, 0, 10, 10, 4) == pytest.approx(1 + math.sqrt(0.5), rel=1e-12)
     assert learning_rate("cosine", 2.0, 3, 9, 10, 4) == pytest.approx(2.0 * (1 + math.cos(math.pi * 0.975)) / 2)
+    # onecycle (peak 2.0, 10 epochs of 10 steps): 2/25 at step 0, the peak at 30%, half-way down at 65%,
+    # 2/25/1e4 at the end (PyTorch's OneCycleLR has this shape; it counts steps slightly differently).
+    assert learning_rate("onecycle", 2.0, 0, 0, 10, 10) == pytest.approx(0.08, rel=1e-12)
+    assert learning_rate("onecycle", 2.0, 3, 0, 10, 10) == pytest.approx(2.0, rel=1e-12)
+    assert learning_rate("onecycle", 2.0, 1, 5, 10, 10) == pytest.approx(0.08 + (2 - 0.08) / 2, rel=1e-12)
+    assert learning_rate("onecycle", 2.0, 6, 5, 10, 10) == pytest.approx((2.0 + 8e-6) / 2, rel=1e-12)
+    assert learning_rate("onecycle", 2.0, 10, 0, 10, 10) == pytest.approx(8e-6, rel=1e-12)
     with pytest.raises(ValueError, match="unknown lr schedule 'linear'"):
         learning_rate("linear", 1.0, 0, 0, 1, 1)
 

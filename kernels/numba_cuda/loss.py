@@ -16,7 +16,7 @@ __all__ = ["softmax_xent_forward", "softmax_xent_backward"]
 
 
 @cuda.jit(cache=True)
-def _softmax_xent_forward_k(logits, labels, probs, stats):
+def _softmax_xent_forward_k(logits, labels, probs, stats, smoothing):
     """Softmax of each row with the log-sum-exp shift; ``stats = [sum of losses, number correct]``.
 
     Launch: ONE block of T threads, T the power of two >= N, from 32 to 256;
@@ -40,13 +40,16 @@ def _softmax_xent_forward_k(logits, labels, probs, stats):
                 top = logits[row, j]
                 arg = j
         total = 0.0
+        logit_sum = 0.0
         for j in range(k):
             total += math.exp(logits[row, j] - top)
+            logit_sum += logits[row, j]
         log_total = math.log(total)
         for j in range(k):
             probs[row, j] = math.exp(logits[row, j] - top - log_total)
         label = labels[row]
-        loss -= logits[row, label] - top - log_total
+        loss -= ((1.0 - smoothing) * (logits[row, label] - top - log_total)
+                 + smoothing * (logit_sum / k - top - log_total))
         if arg == label:
             correct += 1.0
     total_loss, total_correct = _block_sum2(loss, correct)
@@ -55,8 +58,8 @@ def _softmax_xent_forward_k(logits, labels, probs, stats):
         stats[1] = total_correct
 
 
-def softmax_xent_forward(logits, labels, probs=None, stats=None):
-    """Softmax and summed cross-entropy with log-sum-exp; see ``numpy_ref.softmax_xent_forward``.
+def softmax_xent_forward(logits, labels, probs=None, stats=None, smoothing=0.0):
+    """Softmax and summed (smoothed) cross-entropy with log-sum-exp; see ``numpy_ref.softmax_xent_forward``.
 
     ``stats`` stays on the device (the trainer passes one row of a per-epoch
     array); read it with ``to_numpy``. Launch: ``_softmax_xent_forward_k``.
@@ -70,26 +73,27 @@ def softmax_xent_forward(logits, labels, probs=None, stats=None):
     check_out(stats, (2,), np.float64, "softmax_xent_forward stats")
     # One thread per row up to 256, rounded up to a power of two for the tree sum.
     threads = min(THREADS, 1 << (max(_launch.WARP, logits.shape[0]) - 1).bit_length())
-    _launch.launch(_softmax_xent_forward_k, 1, threads, logits, labels, probs, stats)
+    _launch.launch(_softmax_xent_forward_k, 1, threads, logits, labels, probs, stats, float(smoothing))
     return probs, stats
 
 
 @cuda.jit(cache=True)
-def _softmax_xent_backward_k(probs, labels, dlogits):
-    """``dlogits[r, j] = (probs[r, j] - (j == labels[r])) / N``; one element per thread, grid-stride."""
+def _softmax_xent_backward_k(probs, labels, dlogits, smoothing):
+    """``dlogits[r, j] = (probs[r, j] - target[r, j]) / N``, ``target = (1 - smoothing) onehot + smoothing / K``;
+    one element per thread, grid-stride."""
     n, k = probs.shape
     for e in range(cuda.grid(1), n * k, cuda.gridsize(1)):
         r = e // k
         j = e - r * k
         hit = 1.0 if j == labels[r] else 0.0
-        dlogits[r, j] = (probs[r, j] - hit) / n
+        dlogits[r, j] = (probs[r, j] - ((1.0 - smoothing) * hit + smoothing / k)) / n
 
 
-def softmax_xent_backward(probs, labels, out=None):
-    """``(probs - onehot) / N``; see ``numpy_ref.softmax_xent_backward``. Launch: ``grid_1d(N*num_classes)``."""
+def softmax_xent_backward(probs, labels, out=None, smoothing=0.0):
+    """``(probs - onehot) / N``; see ``numpy_ref.softmax_xent_backward``. Launch: ``grid_1d(N*K)``."""
     probs, labels = _dev(probs), _dev(labels)
     if out is None:
         out = empty(probs.shape, probs.dtype)
     check_out(out, probs.shape, probs.dtype, "softmax_xent_backward out")
-    _launch.launch(_softmax_xent_backward_k, *grid_1d(out.size), probs, labels, out)
+    _launch.launch(_softmax_xent_backward_k, *grid_1d(out.size), probs, labels, out, float(smoothing))
     return out

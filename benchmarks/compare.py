@@ -1,11 +1,12 @@
 """The side-by-side comparison for README.md: images/s of numpy, cpu and PyTorch, profiles, CLI start.
 
-    python benchmarks/compare.py                 # everything, ~3 minutes on 2 cores
-    python benchmarks/compare.py --no-cli --rounds 5 --steps 10   # a quick look
+    python benchmarks/compare.py                 # everything, both networks, ~8 minutes on 2 cores
+    python benchmarks/compare.py --network vgg-small --no-cli --no-profile --rounds 5 --steps 10   # a quick look
 
-Prints markdown: the machine, training and inference throughput of the default
-network at batch 64 with ratios, where a training step's time goes (per layer and
-per kernel) for numpy and cpu, and the CLI's cold and warm start.
+Prints markdown: the machine, training and inference throughput of both preset
+networks (``classic``, ``vgg-small``) at batch 64 with ratios, where a training
+step's time goes (per layer and per kernel) for numpy and cpu, and the CLI's cold
+and warm start.
 
 How it stays fair (details in README.md): every contender runs in its own worker
 process (``worker.py``) with every thread pool sized to the same count; each
@@ -65,16 +66,17 @@ def machine(infos: dict[str, dict], threads: int) -> str:
     return "\n".join(lines)
 
 
-def measure(workers: dict[str, Worker], rounds: int, steps: int) -> dict[tuple[str, str], np.ndarray]:
-    """Per-step seconds of every (mode, contender), rounds interleaved and rotated."""
+def measure(workers: dict[str, Worker], rounds: int, steps: int,
+            network: str = "classic") -> dict[tuple[str, str], np.ndarray]:
+    """Per-step seconds of every (mode, contender) on ``network``, rounds interleaved and rotated."""
     names = list(workers)
     seconds = {(mode, name): [] for mode in ("train", "infer") for name in names}
     for mode in ("train", "infer"):
         for name in names:  # warm-up: caches, page faults, the first Adam moments
-            workers[name].run(mode, steps)
+            workers[name].run(mode, steps, network)
         for r in range(rounds):
             for name in names[r % len(names):] + names[:r % len(names)]:
-                seconds[(mode, name)] += workers[name].run(mode, steps)
+                seconds[(mode, name)] += workers[name].run(mode, steps, network)
     return {key: np.array(value) for key, value in seconds.items()}
 
 
@@ -119,6 +121,9 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=15, help="interleaved rounds per contender (default: 15)")
     p.add_argument("--steps", type=int, default=20, help="steps per round (default: 20)")
     p.add_argument("--profile-repeats", type=int, default=20, help="steps per profile (default: 20)")
+    p.add_argument("--network", choices=workloads.NETWORKS, action="append",
+                   help="network to measure (repeatable; default: all of " + ", ".join(workloads.NETWORKS) + ")")
+    p.add_argument("--no-numpy", action="store_true", help="leave the NumPy reference out (it is slow on vgg-small)")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     p.add_argument("--no-profile", action="store_true", help="skip the per-layer and per-kernel profiles")
     p.add_argument("--no-cli", action="store_true", help="skip the CLI cold/warm start")
@@ -126,7 +131,8 @@ def main(argv=None) -> int:
                    help="OMP_WAIT_POLICY for every contender (default: each framework's own)")
     args = p.parse_args(argv)
 
-    names = ["numpy", "cpu"]
+    networks = args.network or list(workloads.NETWORKS)
+    names = ["cpu"] if args.no_numpy else ["numpy", "cpu"]
     if not args.no_torch:
         try:
             import torch  # noqa: F401 - only whether it is there
@@ -134,16 +140,22 @@ def main(argv=None) -> int:
         except ImportError:
             print("(PyTorch is not installed: pip install -e '.[bench]')", file=sys.stderr)
     load_before = os.getloadavg()
-    reference = workloads.reference_check(workloads.default_model("numpy"), *workloads.default_batch())
     workers = {n: Worker(n, args.threads, args.omp_wait_policy) for n in names}
+    seconds, profiles = {}, {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            for n, w in workers.items():
-                assert_same_network(w.check(Path(tmp) / f"{n}.npz"), reference, n)
+            for network in networks:
+                model = workloads.default_model("numpy", network=network)
+                reference = workloads.reference_check(model, *workloads.default_batch())
+                for n, w in workers.items():
+                    assert_same_network(w.check(Path(tmp) / f"{n}-{network}.npz", network), reference,
+                                        f"{n} {network}")
         infos = {n: w.info() for n, w in workers.items()}
-        seconds = measure(workers, args.rounds, args.steps)
-        profiles = {} if args.no_profile else {n: workers[n].profile(args.profile_repeats)
-                                               for n in ("numpy", "cpu")}
+        for network in networks:
+            seconds[network] = measure(workers, args.rounds, args.steps, network)
+            if not args.no_profile:
+                profiles[network] = {n: workers[n].profile(args.profile_repeats, network)
+                                     for n in ("numpy", "cpu") if n in workers}
     finally:
         for w in workers.values():
             w.close()
@@ -153,17 +165,19 @@ def main(argv=None) -> int:
     print(machine(infos, args.threads))
     print(f"- 1-minute load average {load_before[0]:.2f} before, {load_after[0]:.2f} after "
           f"(on {os.cpu_count()} cores; well below 1 means quiet)\n")
-    print(f"## Throughput: default network, batch {workloads.BATCH}, "
-          f"{args.rounds} rounds x {args.steps} steps per contender\n")
-    print(throughput_table(seconds, names))
-    for n, profile in profiles.items():
-        rows = [LayerTime(*row) for row in profile["layers"]]
-        print(f"\n## Where a training step's time goes: {LABELS[n]}, per step of the plan "
-              f"(median of {args.profile_repeats})\n")
-        print(format_profile(rows))
-    if profiles:
-        print(f"\n## By kernel (mean of {args.profile_repeats} steps)\n")
-        print(kernel_table(profiles))
+    for network in networks:
+        print(f"## Throughput: {network}, batch {workloads.BATCH}, "
+              f"{args.rounds} rounds x {args.steps} steps per contender\n")
+        print(throughput_table(seconds[network], names))
+        print()
+    for network, by_name in profiles.items():
+        for n, profile in by_name.items():
+            rows = [LayerTime(*row) for row in profile["layers"]]
+            print(f"\n## Where a training step's time goes: {network}, {LABELS[n]}, per step of the plan "
+                  f"(median of {args.profile_repeats})\n")
+            print(format_profile(rows))
+        print(f"\n## By kernel: {network} (mean of {args.profile_repeats} steps)\n")
+        print(kernel_table(by_name))
     if not args.no_cli:
         print("\n## CLI start: Numba compile vs run\n")
         print(format_starts(cold_and_warm()))

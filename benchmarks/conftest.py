@@ -10,7 +10,7 @@ import workloads
 
 # Tests never download; the benchmarks use random data, but share the tests' rule.
 os.environ.setdefault("SCRATCHCNN_OFFLINE", "1")
-THROUGHPUT = pytest.StashKey[dict]()  # {(mode, contender): images/s}, for the terminal summary
+THROUGHPUT = pytest.StashKey[dict]()  # {(network, mode, contender): images/s}, for the terminal summary
 SETTLE_SECONDS = 0.3  # > OpenBLAS's spin-wait (2**28 cycles, ~0.1 s at 2.5 GHz) before its threads sleep
 
 
@@ -28,7 +28,7 @@ def settle(request):
 
 @pytest.fixture
 def throughput(request) -> dict:
-    """Where a whole-step benchmark records images/s under (mode, contender)."""
+    """Where a whole-step benchmark records images/s under (network, mode, contender)."""
     return request.config.stash.setdefault(THROUGHPUT, {})
 
 
@@ -37,10 +37,14 @@ def pytest_terminal_summary(terminalreporter, config):
     if not rates or not timing(config):
         return
     tr = terminalreporter
-    tr.section(f"images/s, default network, batch {workloads.BATCH} (median step)")
-    for mode in ("train", "infer"):
-        row = {c: r for (m, c), r in rates.items() if m == mode}
-        cells = [f"{c} {r:,.0f}" for c, r in row.items()]
-        ratios = [f"cpu/{other} {row['cpu'] / row[other]:.2f}x" for other in ("numpy", "torch")
-                  if "cpu" in row and other in row]
-        tr.write_line(f"{mode:5s}  " + "  ".join(cells) + ("   (" + ", ".join(ratios) + ")" if ratios else ""))
+    tr.section(f"images/s, batch {workloads.BATCH} (median step)")
+    for network in workloads.NETWORKS:
+        for mode in ("train", "infer"):
+            row = {c: r for (n, m, c), r in rates.items() if n == network and m == mode}
+            if not row:
+                continue
+            cells = [f"{c} {r:,.0f}" for c, r in row.items()]
+            ratios = [f"cpu/{other} {row['cpu'] / row[other]:.2f}x" for other in ("numpy", "torch")
+                      if "cpu" in row and other in row]
+            tr.write_line(f"{network:9s} {mode:5s}  " + "  ".join(cells)
+                          + ("   (" + ", ".join(ratios) + ")" if ratios else ""))

@@ -1,9 +1,13 @@
 """The same network in PyTorch, with the same weights, for a side-by-side comparison.
 
-Only the layers of the default network are translated (Conv2D, ReLU, MaxPool2D,
-Flatten, Dense, Dropout). PyTorch stores a linear layer's weight as
-(out_features, in_features), scratchcnn's ``Dense`` as (in_features, out_features):
-the weights are transposed on the way in and the gradients on the way out.
+The layers of both presets are translated (Conv2D with or without bias, ReLU,
+MaxPool2D, Flatten, Dense, Dropout, BatchNorm2D, BatchNorm1D). PyTorch stores a
+linear layer's weight as (out_features, in_features), scratchcnn's ``Dense`` as
+(in_features, out_features): the weights are transposed on the way in and the
+gradients on the way out. Batch normalisation maps ``gamma``/``beta`` to
+``weight``/``bias`` and ``running_mean``/``running_var`` to the buffers of the same
+names; both frameworks use PyTorch's momentum convention and the unbiased batch
+variance for the running variance.
 """
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from scratchcnn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
+from scratchcnn.layers import BatchNorm1D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
 
 __all__ = ["TorchTwin"]
 
@@ -28,9 +32,21 @@ def _translate(layer) -> nn.Module:
         return nn.Dropout(layer.p)
     if isinstance(layer, ReLU):
         return nn.ReLU()
+    if isinstance(layer, (BatchNorm2D, BatchNorm1D)):
+        kind = nn.BatchNorm2d if isinstance(layer, BatchNorm2D) else nn.BatchNorm1d
+        return kind(layer.num_features, eps=layer.eps, momentum=layer.momentum)
     if isinstance(layer, Flatten):
         return nn.Flatten()
     raise ValueError(f"no PyTorch translation for layer {layer.name} ({type(layer).__name__})")
+
+
+# scratchcnn's parameter and buffer names -> PyTorch's attribute names
+_NAMES = {"W": "weight", "b": "bias", "gamma": "weight", "beta": "bias",
+          "running_mean": "running_mean", "running_var": "running_var"}
+
+
+def _tensor(module, key):
+    return getattr(module, _NAMES[key])
 
 
 class TorchTwin:
@@ -55,9 +71,9 @@ class TorchTwin:
         self.net = nn.Sequential(*[_translate(layer) for layer in self.layers])
         with torch.no_grad():
             for layer, module in zip(self.layers, self.net):
-                for key, value in layer.params.items():
+                for key, value in list(layer.params.items()) + list(layer.buffers.items()):
                     host = np.array(model.K.to_numpy(value))
-                    target = module.weight if key == "W" else module.bias
+                    target = _tensor(module, key)
                     target.copy_(torch.from_numpy(host.T.copy() if isinstance(layer, Dense) and key == "W" else host))
         # PyTorch's Adam adds eps to sqrt(v_hat), as Kingma & Ba (2015), Algorithm 1, and scratchcnn do.
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=opt.lr, betas=(opt.beta1, opt.beta2),
@@ -79,16 +95,30 @@ class TorchTwin:
             return self.net(x)
 
     def reference_check(self, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
-        """Same keys and layouts as ``workloads.reference_check``: eval logits, loss, gradients."""
-        self.net.eval()  # no dropout: the function every contender must agree on
+        """Same keys and layouts as ``workloads.reference_check``.
+
+        Training-mode forward with dropout switched off (batch statistics, as the
+        scratchcnn side), loss, gradients and the updated running statistics, then
+        the inference logits with those statistics.
+        """
+        self.net.train()
+        dropouts = [m for m in self.net if isinstance(m, nn.Dropout)]
+        rates = [m.p for m in dropouts]
+        for m in dropouts:
+            m.p = 0.0
         self.optimizer.zero_grad(set_to_none=True)
         logits = self.net(torch.from_numpy(x))
         loss = self.loss_fn(logits, torch.from_numpy(y))
         loss.backward()
-        out = {"logits": logits.detach().numpy().copy(), "loss": np.array(loss.item())}
+        for m, p in zip(dropouts, rates):
+            m.p = p
+        out = {"train_logits": logits.detach().numpy().copy(), "loss": np.array(loss.item())}
         for layer, module in zip(self.layers, self.net):
             for key in layer.params:
-                grad = (module.weight if key == "W" else module.bias).grad.numpy()
+                grad = _tensor(module, key).grad.numpy()
                 out[f"{layer.name}.{key}"] = grad.T.copy() if isinstance(layer, Dense) and key == "W" else grad.copy()
+            for key in layer.buffers:
+                out[f"{layer.name}.{key}"] = _tensor(module, key).detach().numpy().copy()
+        out["logits"] = self.infer(torch.from_numpy(x)).numpy().copy()
         self.optimizer.zero_grad(set_to_none=True)
         return out

@@ -81,21 +81,21 @@ class Worker:
         """Versions and the thread counts in effect inside the worker."""
         return self._ask(cmd="info")
 
-    def check(self, path) -> dict:
-        """``reference_check`` of the worker's network on the default batch, as host arrays."""
+    def check(self, path, network: str = "classic") -> dict:
+        """``reference_check`` of the worker's ``network`` on the default batch, as host arrays."""
         import numpy as np
 
-        self._ask(cmd="check", path=str(path))
+        self._ask(cmd="check", path=str(path), network=network)
         with np.load(path) as data:
             return dict(data)
 
-    def run(self, mode: str, steps: int) -> list[float]:
+    def run(self, mode: str, steps: int, network: str = "classic") -> list[float]:
         """Seconds of each of ``steps`` steps; mode "train" (a full step) or "infer" (forward only)."""
-        return self._ask(cmd=mode, steps=steps)["seconds"]
+        return self._ask(cmd=mode, steps=steps, network=network)["seconds"]
 
-    def profile(self, repeats: int) -> dict:
+    def profile(self, repeats: int, network: str = "classic") -> dict:
         """Per-layer and per-kernel profile of a training step (numpy and cpu only)."""
-        return self._ask(cmd="profile", repeats=repeats)
+        return self._ask(cmd="profile", repeats=repeats, network=network)
 
     def close(self) -> None:
         if self._proc.poll() is None:
@@ -110,7 +110,7 @@ class Worker:
 # ----------------------------------------------------------------------------- worker side
 
 class _Contender:
-    """The network of one contender, ready to step on the default batch."""
+    """The networks of one contender, built on first use, ready to step on the default batch."""
 
     def __init__(self, name: str, threads: int):
         if name == "torch":
@@ -136,19 +136,31 @@ class _Contender:
             set_openmp_defaults()
         numba.set_num_threads(threads)
         self.x, self.y = workloads.default_batch()
-        self.model = workloads.default_model("numpy" if name == "torch" else name)
-        if name == "torch":
+        self.nets: dict[str, dict] = {}
+
+    def net(self, network: str) -> dict:
+        """``{"model", "train", "infer"[, "twin"]}`` of preset ``network``, built on first use."""
+        if network in self.nets:
+            return self.nets[network]
+        import workloads
+
+        np, profiling = self.np, self.profiling
+        model = workloads.default_model("numpy" if self.name == "torch" else self.name, network=network)
+        net = {"model": model}
+        if self.name == "torch":
             from torch_twin import TorchTwin
 
-            self.twin = TorchTwin(self.model)
-            xt, yt = torch.from_numpy(self.x), torch.from_numpy(self.y)
-            self.train = lambda: self.twin.train_step(xt, yt)
-            self.infer = lambda: self.twin.infer(xt)
+            twin = net["twin"] = TorchTwin(model)
+            xt, yt = self.torch.from_numpy(self.x), self.torch.from_numpy(self.y)
+            net["train"] = lambda: twin.train_step(xt, yt)
+            net["infer"] = lambda: twin.infer(xt)
         else:
-            K = self.model.K
+            K = model.K
             xb, yb, stats = K.asarray(self.x), K.asarray(self.y), K.zeros((2,), np.float64)
-            self.train = lambda: profiling.train_step(self.model, xb, yb, stats)
-            self.infer = lambda: self.model.forward(xb, training=False)
+            net["train"] = lambda: profiling.train_step(model, xb, yb, stats)
+            net["infer"] = lambda: model.forward(xb, training=False)
+        self.nets[network] = net
+        return net
 
     def info(self) -> dict:
         import platform
@@ -170,25 +182,27 @@ class _Contender:
                         gomp_spincount=os.environ.get("GOMP_SPINCOUNT", "unset"))
         return info
 
-    def check(self, path: str) -> dict:
+    def check(self, path: str, network: str) -> dict:
         import workloads
 
+        net = self.net(network)
         if self.name == "torch":
-            arrays = self.twin.reference_check(self.x, self.y)
+            arrays = net["twin"].reference_check(self.x, self.y)
         else:
-            arrays = workloads.reference_check(self.model, self.x, self.y)
+            arrays = workloads.reference_check(net["model"], self.x, self.y)
         self.np.savez(path, **arrays)
         return {}
 
     def timed(self, fn, steps: int) -> dict:
         return {"seconds": self.profiling.time_calls(fn, steps, warmup=0).tolist()}
 
-    def profile(self, repeats: int) -> dict:
+    def profile(self, repeats: int, network: str) -> dict:
         P = self.profiling
         if self.name == "torch":
             raise ValueError("no per-layer profile for torch (use torch.profiler)")
-        layers = P.layer_profile(self.model, self.x, self.y, repeats=repeats)
-        kernels = P.kernel_profile(self.model, self.x, self.y, repeats=repeats)
+        model = self.net(network)["model"]
+        layers = P.layer_profile(model, self.x, self.y, repeats=repeats)
+        kernels = P.kernel_profile(model, self.x, self.y, repeats=repeats)
         return {"layers": [[r.name, r.forward, r.backward] for r in layers],
                 "kernels": {k: list(v) for k, v in kernels.items()}}
 
@@ -197,10 +211,12 @@ def _serve(name: str, threads: int) -> None:
     replies = sys.stdout
     sys.stdout = sys.stderr  # a stray print from a library must not corrupt the protocol
     contender = _Contender(name, threads)
-    handlers = {"info": lambda c: contender.info(), "check": lambda c: contender.check(c["path"]),
-                "train": lambda c: contender.timed(contender.train, c["steps"]),
-                "infer": lambda c: contender.timed(contender.infer, c["steps"]),
-                "profile": lambda c: contender.profile(c["repeats"])}
+    network = lambda c: c.get("network", "classic")  # noqa: E731
+    handlers = {"info": lambda c: contender.info(),
+                "check": lambda c: contender.check(c["path"], network(c)),
+                "train": lambda c: contender.timed(contender.net(network(c))["train"], c["steps"]),
+                "infer": lambda c: contender.timed(contender.net(network(c))["infer"], c["steps"]),
+                "profile": lambda c: contender.profile(c["repeats"], network(c))}
     for line in sys.stdin:
         command = json.loads(line)
         if command["cmd"] == "quit":

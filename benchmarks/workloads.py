@@ -1,9 +1,11 @@
-"""What the benchmarks measure: the default network at batch 64, the same for every contender.
+"""What the benchmarks measure: both preset networks at batch 64, the same for every contender.
 
-The default network is the CLI's ``--model classic`` on 28x28 images:
+``classic`` (the CLI's default) on 28x28 images:
 Conv(1->32, 3x3) - ReLU - MaxPool 2 - Conv(32->64, 3x3) - ReLU - MaxPool 2 - Flatten -
-Dense(1600->128) - ReLU - Dropout 0.25 - Dense(128->10), trained with Adam (lr 1e-3)
-on the mean softmax cross-entropy (225,034 parameters).
+Dense(1600->128) - ReLU - Dropout 0.25 - Dense(128->10) (225,034 parameters).
+``vgg-small``: two blocks of [Conv3x3-BN-ReLU, Conv3x3-BN-ReLU, MaxPool 2, Dropout 0.25]
+(32 and 64 channels, padding 1, no conv bias), Dense(3136->256)-BN-ReLU-Dropout 0.5-Dense(256->10)
+(871,082 parameters). Both trained with Adam (lr 1e-3) on the mean softmax cross-entropy.
 """
 from __future__ import annotations
 
@@ -14,18 +16,19 @@ from scratchcnn.optimizers import Adam
 from scratchcnn.presets import build_model
 from scratchcnn.profiling import synthetic_batch
 
-__all__ = ["BATCH", "INPUT_SHAPE", "NUM_CLASSES", "SEED", "default_model", "default_batch",
+__all__ = ["BATCH", "INPUT_SHAPE", "NUM_CLASSES", "SEED", "NETWORKS", "default_model", "default_batch",
            "reference_check"]
 
 BATCH = 64
 INPUT_SHAPE = (1, 28, 28)
 NUM_CLASSES = 10
 SEED = 0
+NETWORKS = ("classic", "vgg-small")
 
 
-def default_model(backend: str, seed: int = SEED):
-    """The default network on ``backend`` ("numpy", "cpu"), weights from ``seed``, compiled with Adam(1e-3)."""
-    model = build_model("classic", INPUT_SHAPE, NUM_CLASSES, seed=seed, backend=backend)
+def default_model(backend: str, seed: int = SEED, network: str = "classic"):
+    """Preset ``network`` on ``backend`` ("numpy", "cpu"), weights from ``seed``, compiled with Adam(1e-3)."""
+    model = build_model(network, INPUT_SHAPE, NUM_CLASSES, seed=seed, backend=backend)
     return model.compile(Adam(1e-3), SoftmaxCrossEntropy())
 
 
@@ -35,18 +38,36 @@ def default_batch(seed: int = SEED):
 
 
 def reference_check(model, x, y) -> dict[str, np.ndarray]:
-    """What every contender must reproduce: inference logits and one backward's gradients.
+    """What every contender must reproduce: one training step's function and the inference logits.
 
-    Runs ``model`` in inference mode (no dropout, so every framework computes the
-    same function), backpropagates the mean cross-entropy and returns host copies:
-    ``{"logits": (64, 10), "loss": (), "<layer>.<param>": gradient}``; the model is unchanged.
+    A training-mode forward with dropout switched off (so every framework computes
+    the same function; batch normalisation uses batch statistics and updates its
+    running statistics), the mean cross-entropy and its gradients, then inference
+    logits with the updated running statistics. Returns host copies:
+    ``{"train_logits": (64, 10), "loss": (), "<layer>.<param>": gradient,
+    "<layer>.<buffer>": running statistic, "logits": (64, 10)}``. Weights are unchanged;
+    running statistics have taken one update, as the PyTorch twin's.
     """
+    from scratchcnn.layers import Dropout
+
     K = model.K
     xb, yb = K.asarray(x), K.asarray(y)
-    logits = model.forward(xb, training=False)
+    dropouts = [layer for layer in model.layers if isinstance(layer, Dropout)]
+    rates = [layer.p for layer in dropouts]
+    for layer in dropouts:
+        layer.p = 0.0
+    try:
+        logits = model.forward(xb, training=True)
+    finally:
+        for layer, p in zip(dropouts, rates):
+            layer.p = p
     stats = model.loss.forward(logits, yb)
-    out = {"logits": np.array(K.to_numpy(logits)), "loss": np.array(K.to_numpy(stats)[0] / len(y))}
+    out = {"train_logits": np.array(K.to_numpy(logits)), "loss": np.array(K.to_numpy(stats)[0] / len(y))}
     model.backward(model.loss.backward())
     for key, _, grad in model.parameters():
         out[key] = np.array(K.to_numpy(grad))
+    for layer in model.layers:
+        for key, value in layer.buffers.items():
+            out[f"{layer.name}.{key}"] = np.array(K.to_numpy(value))
+    out["logits"] = np.array(K.to_numpy(model.forward(xb, training=False)))
     return out

@@ -40,14 +40,21 @@ KERNELS = (
     "adam_step", "sgd_step",
 )
 
+# Optional: Winograd convolution F(m x m, 3 x 3) (Lavin & Gray, 2016; kernels/numpy_ref/winograd.py).
+# A backend that defines these says so with WINOGRAD = True; scratchcnn.plan uses them only then.
+WINOGRAD_KERNELS = (
+    "winograd_filter_transform", "winograd_input_transform", "batched_gemm", "winograd_output_transform",
+    "winograd_output_adjoint", "winograd_input_adjoint", "winograd_filter_adjoint",
+)
 CAPABILITIES = (
     "name",             # str: "numpy", "cpu" or "cuda", for messages and files (never to branch on)
     "SYNC_EVERY",       # int: training steps between reads of the loss to the host (a read drains a GPU's queue)
     "FUSE_BY_DEFAULT",  # bool: whether models run fused kernels (scratchcnn.plan) unless told otherwise
     "COMPILES",         # bool: whether kernels are compiled on first use (so a warm-up step is worth it)
+    "WINOGRAD",         # bool: whether the backend defines WINOGRAD_KERNELS
 )
 
-__all__ = ["KERNELS", "CAPABILITIES", "conv_output_size", "check_nchw", "check_out", "gemm_shape"]
+__all__ = ["KERNELS", "WINOGRAD_KERNELS", "CAPABILITIES", "conv_output_size", "check_nchw", "check_out", "gemm_shape"]
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:

@@ -33,7 +33,8 @@ class Sequential:
     fuse : bool, optional
         Run each run of layers that a fusion rule matches (Conv2D-ReLU-MaxPool2D)
         as one fused step: the same function, fewer passes over memory
-        (``scratchcnn.plan``). ``False`` runs every layer's own ``forward`` and
+        (``scratchcnn.plan``; with ``SCRATCHCNN_WINOGRAD=1`` also 3x3 convolutions by
+        Winograd's algorithm). ``False`` runs every layer's own ``forward`` and
         ``backward``. Default: the backend's ``FUSE_BY_DEFAULT`` (on for the
         compiled backends, off for "numpy" so the reference runs layer by layer).
 

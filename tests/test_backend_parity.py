@@ -9,7 +9,7 @@ import pytest
 
 import kernels
 from kernels import numpy_ref as R
-from kernels.api import CAPABILITIES, KERNELS, conv_output_size
+from kernels.api import CAPABILITIES, KERNELS, WINOGRAD_KERNELS, conv_output_size
 from tests.conftest import host_backends
 
 COMPILED = [b for b in host_backends() if b != "numpy"]
@@ -39,21 +39,24 @@ def test_every_backend_module_has_the_same_signatures():
             module = importlib.import_module(module_name)
         except ImportError as exc:
             pytest.fail(f"{module_name} does not import: {exc}")
-        for name in KERNELS:
+        names = KERNELS + (WINOGRAD_KERNELS if module.WINOGRAD else ())
+        for name in names:
             assert hasattr(module, name), f"{module_name} lacks {name}"
-            assert inspect.signature(getattr(module, name)) == reference[name], f"{module_name}.{name}"
-        assert sorted(module.__all__) == sorted(KERNELS), module_name
+            assert inspect.signature(getattr(module, name)) == inspect.signature(getattr(R, name)), \
+                f"{module_name}.{name}"
+        assert sorted(module.__all__) == sorted(names), module_name
 
 
 def test_every_backend_describes_itself_with_the_same_capabilities():
     """Code outside kernels/ asks a backend what it can do through these attributes, never by its name."""
-    assert sorted(R.__all__) == sorted(KERNELS)
+    assert R.WINOGRAD and sorted(R.__all__) == sorted(KERNELS + WINOGRAD_KERNELS)
     for module_name in kernels.BACKENDS.values():
         module = importlib.import_module(module_name)
         for attr in CAPABILITIES:
             assert hasattr(module, attr), f"{module_name} lacks {attr}"
         assert isinstance(module.SYNC_EVERY, int) and module.SYNC_EVERY >= 1
         assert isinstance(module.FUSE_BY_DEFAULT, bool) and isinstance(module.COMPILES, bool)
+        assert isinstance(module.WINOGRAD, bool)
 
 
 @pytest.mark.parametrize("backend", COMPILED)

@@ -28,6 +28,9 @@ from kernels.numba_cpu.gemm import bias_add, bias_grad, gemm
 from kernels.numba_cpu.loss import softmax_xent_backward, softmax_xent_forward
 from kernels.numba_cpu.norm import batchnorm_backward, batchnorm_forward
 from kernels.numba_cpu.optim import adam_step, sgd_step
+from kernels.numba_cpu.winograd import (batched_gemm, winograd_filter_adjoint, winograd_filter_transform,
+                                        winograd_input_adjoint, winograd_input_transform,
+                                        winograd_output_adjoint, winograd_output_transform)
 from kernels.numba_cpu.pool import (conv_relu_pool_backward, conv_relu_pool_forward, maxpool_backward,
                                     maxpool_forward)
 
@@ -36,6 +39,7 @@ name = "cpu"
 SYNC_EVERY = 1          # the loss is already on the host: check it after every step
 FUSE_BY_DEFAULT = True  # fused Conv-ReLU-MaxPool saves passes over memory (scratchcnn.plan)
 COMPILES = True         # kernels compile on first use (then load from the disk cache)
+WINOGRAD = True         # Winograd 3x3 convolution kernels (numba_cpu/winograd.py)
 
 __all__ = [  # the contract, kernels/api.py
     "empty", "zeros", "asarray", "to_numpy", "synchronize",
@@ -47,4 +51,7 @@ __all__ = [  # the contract, kernels/api.py
     "batchnorm_forward", "batchnorm_backward",
     "softmax_xent_forward", "softmax_xent_backward",
     "adam_step", "sgd_step",
+    # optional (kernels.api.WINOGRAD_KERNELS)
+    "winograd_filter_transform", "winograd_input_transform", "batched_gemm", "winograd_output_transform",
+    "winograd_output_adjoint", "winograd_input_adjoint", "winograd_filter_adjoint",
 ]

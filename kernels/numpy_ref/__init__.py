@@ -16,6 +16,7 @@ module             kernels
 ``norm``           ``batchnorm_forward/backward``
 ``loss``           ``softmax_xent_forward/backward``
 ``optim``          ``adam_step``, ``sgd_step``
+``winograd``       Winograd F(2x2, 3x3) and F(4x4, 3x3): transforms, ``batched_gemm``, adjoints
 =================  ==============================================================
 
 Memory (``empty``, ``zeros``, ``asarray``, ``to_numpy``, ``synchronize``) is
@@ -35,6 +36,9 @@ from kernels.numpy_ref.gemm import bias_add, bias_grad, gemm
 from kernels.numpy_ref.loss import softmax_xent_backward, softmax_xent_forward
 from kernels.numpy_ref.norm import batchnorm_backward, batchnorm_forward
 from kernels.numpy_ref.optim import adam_step, sgd_step
+from kernels.numpy_ref.winograd import (batched_gemm, winograd_filter_adjoint, winograd_filter_transform,
+                                        winograd_input_adjoint, winograd_input_transform,
+                                        winograd_output_adjoint, winograd_output_transform)
 from kernels.numpy_ref.pool import (conv_relu_pool_backward, conv_relu_pool_forward, maxpool_backward,
                                     maxpool_forward)
 
@@ -43,6 +47,7 @@ name = "numpy"
 SYNC_EVERY = 1           # reading the loss back costs nothing: check it after every step
 FUSE_BY_DEFAULT = False  # the reference runs layer by layer, the plainest way to read a step
 COMPILES = False         # nothing is compiled: no warm-up needed
+WINOGRAD = True          # the readable definition of the Winograd kernels (numpy_ref/winograd.py)
 
 __all__ = [  # the contract, kernels/api.py
     "empty", "zeros", "asarray", "to_numpy", "synchronize",
@@ -54,4 +59,7 @@ __all__ = [  # the contract, kernels/api.py
     "batchnorm_forward", "batchnorm_backward",
     "softmax_xent_forward", "softmax_xent_backward",
     "adam_step", "sgd_step",
+    # optional (kernels.api.WINOGRAD_KERNELS)
+    "winograd_filter_transform", "winograd_input_transform", "batched_gemm", "winograd_output_transform",
+    "winograd_output_adjoint", "winograd_input_adjoint", "winograd_filter_adjoint",
 ]

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels._api import check_nchw, check_out
+from kernels.api import check_nchw, check_out
 
 __all__ = ["TRANSFORMS", "transforms", "tile_counts", "winograd_filter_transform", "winograd_input_transform",
            "batched_gemm", "winograd_output_transform", "winograd_output_adjoint",

@@ -1,21 +1,21 @@
 """Winograd convolution F(m x m, 3 x 3) compiled with Numba for the CPU.
 
-Same names, arguments and results as ``kernels.winograd_ref`` (read that file for
+Same names, arguments and results as ``kernels.numpy_ref.winograd`` (read that file for
 the algorithm, the transform matrices and the layouts). How the work is split:
 the transforms loop over independent (image, channel) planes in a ``prange``, each
 thread writing only its own planes' tiles (the input-gradient overlap-add stays
 inside one plane, so it needs no atomics); the element-wise stage is ``alpha^2``
 independent GEMMs, one single-threaded BLAS call each, handed out to Numba's
-threads (as ``kernels._blas.gemm`` does for one product).
+threads (as ``kernels.numba_cpu.blas.gemm`` does for one product).
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
 
-from kernels import _blas
-from kernels._api import check_nchw, check_out
-from kernels.winograd_ref import tile_counts, transforms
+from kernels.numba_cpu import blas as _blas
+from kernels.api import check_nchw, check_out
+from kernels.numpy_ref.winograd import tile_counts, transforms
 
 __all__ = ["winograd_filter_transform", "winograd_input_transform", "batched_gemm",
            "winograd_output_transform", "winograd_output_adjoint", "winograd_input_adjoint",
@@ -60,7 +60,7 @@ def _filter_transform_core(w, g, out):
 
 
 def winograd_filter_transform(w, m, out=None):
-    """``U = G g G^T``; see ``winograd_ref.winograd_filter_transform``."""
+    """``U = G g G^T``; see ``numpy_ref.winograd.winograd_filter_transform``."""
     if w.ndim != 4 or w.shape[2:] != (3, 3):
         raise ValueError(f"Winograd needs 3x3 filters (C_out, C_in, 3, 3), got shape {tuple(w.shape)}")
     _, g, _ = transforms(m, w.dtype)
@@ -97,7 +97,7 @@ def _input_transform_core(x, bt, m, padding, th, tw, out):
 
 
 def winograd_input_transform(x, m, padding, out=None):
-    """``V = B^T d B`` per input tile; see ``winograd_ref.winograd_input_transform``."""
+    """``V = B^T d B`` per input tile; see ``numpy_ref.winograd.winograd_input_transform``."""
     n, c, h, w = check_nchw(x)
     if h + 2 * padding < 3 or w + 2 * padding < 3:
         raise ValueError(f"a 3x3 filter with padding {padding} does not fit a {h}x{w} input")
@@ -132,7 +132,7 @@ def _batched_gemm_core(a, b, trans_a, trans_b, out, address):
 
 
 def batched_gemm(a, b, trans_a=False, trans_b=False, out=None):
-    """``out[k] = op(a[k]) @ op(b[k])``, one single-threaded BLAS call per k; see ``winograd_ref.batched_gemm``."""
+    """``out[k] = op(a[k]) @ op(b[k])``, one single-threaded BLAS call per k; see ``numpy_ref.winograd.batched_gemm``."""
     if a.ndim != 3 or b.ndim != 3 or a.shape[0] != b.shape[0]:
         raise ValueError(f"batched_gemm needs (B, ., .) operands with the same B, got {a.shape} and {b.shape}")
     m, k = (a.shape[2], a.shape[1]) if trans_a else (a.shape[1], a.shape[2])
@@ -144,6 +144,7 @@ def batched_gemm(a, b, trans_a=False, trans_b=False, out=None):
         out = np.empty(shape, a.dtype)
     check_out(out, shape, a.dtype, "batched_gemm out")
     a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+    _blas.single_threaded()
     address = _blas.SGEMM if a.dtype == np.float32 else _blas.DGEMM
     _batched_gemm_core(a, b, bool(trans_a), bool(trans_b), out, address)
     return out
@@ -171,7 +172,7 @@ def _output_transform_core(mt, bias, at, th, tw, out):
 
 
 def winograd_output_transform(mt, bias, n, h_out, w_out, m, out=None):
-    """``Y = A^T M A`` per tile plus the bias; see ``winograd_ref.winograd_output_transform``."""
+    """``Y = A^T M A`` per tile plus the bias; see ``numpy_ref.winograd.winograd_output_transform``."""
     _, _, at = transforms(m, mt.dtype)
     th, tw = tile_counts(h_out, w_out, m)
     c_out = mt.shape[1]
@@ -216,7 +217,7 @@ def _output_adjoint_core(dout, at, th, tw, out, db):
 
 
 def winograd_output_adjoint(dout, m, out=None, db=None):
-    """``dM = A dY A^T`` per tile and the bias gradient; see ``winograd_ref.winograd_output_adjoint``."""
+    """``dM = A dY A^T`` per tile and the bias gradient; see ``numpy_ref.winograd.winograd_output_adjoint``."""
     n, c_out, h_out, w_out = check_nchw(dout, "dout")
     _, _, at = transforms(m, dout.dtype)
     th, tw = tile_counts(h_out, w_out, m)
@@ -262,7 +263,7 @@ def _input_adjoint_core(dv, bt, m, padding, th, tw, out):
 
 
 def winograd_input_adjoint(dv, x_shape, m, padding, out=None):
-    """``dd = B dV B^T`` per tile, overlap-added into dx; see ``winograd_ref.winograd_input_adjoint``."""
+    """``dd = B dV B^T`` per tile, overlap-added into dx; see ``numpy_ref.winograd.winograd_input_adjoint``."""
     n, c, h, w = (int(s) for s in x_shape)
     bt, _, _ = transforms(m, dv.dtype)
     th, tw = tile_counts(h + 2 * padding - 2, w + 2 * padding - 2, m)
@@ -291,7 +292,7 @@ def _filter_adjoint_core(du, g, out):
 
 
 def winograd_filter_adjoint(du, m, out=None):
-    """``dW = G^T dU G``; see ``winograd_ref.winograd_filter_adjoint``."""
+    """``dW = G^T dU G``; see ``numpy_ref.winograd.winograd_filter_adjoint``."""
     _, g, _ = transforms(m, du.dtype)
     c_out, c_in = du.shape[1:]
     if out is None:

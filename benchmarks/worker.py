@@ -24,6 +24,8 @@ from pathlib import Path
 __all__ = ["CONTENDERS", "Worker", "thread_env"]
 
 CONTENDERS = ("numpy", "cpu", "torch")
+# Extra contenders for ablations: the cpu backend with one optimisation switched off by its environment variable.
+ABLATIONS = {"cpu-im2col": ("cpu", {"SCRATCHCNN_WINOGRAD": "0"})}
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -48,10 +50,11 @@ class Worker:
     """
 
     def __init__(self, contender: str, threads: int, omp_wait_policy: str | None = None):
-        if contender not in CONTENDERS:
-            raise ValueError(f"unknown contender {contender!r}; expected one of {CONTENDERS}")
+        if contender not in CONTENDERS and contender not in ABLATIONS:
+            raise ValueError(f"unknown contender {contender!r}; expected one of {CONTENDERS + tuple(ABLATIONS)}")
         self.contender, self.threads = contender, threads
-        env = {**os.environ, **thread_env(threads)}
+        backend, extra_env = ABLATIONS.get(contender, (contender, {}))
+        env = {**os.environ, **thread_env(threads), **extra_env}
         # Each framework with its own default, unless one policy is asked for: this process may
         # hold the GOMP_SPINCOUNT that scratchcnn's tools set for themselves, which PyTorch must not inherit.
         env.pop("OMP_WAIT_POLICY", None)
@@ -61,7 +64,7 @@ class Worker:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         self._stderr = tempfile.TemporaryFile("w+")  # a file, not a pipe: it cannot fill up and block
         self._proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), contender, str(threads)],
+            [sys.executable, str(Path(__file__).resolve()), backend, str(threads)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=env)
 
     def _ask(self, **command):
@@ -158,9 +161,22 @@ class _Contender:
             K = model.K
             xb, yb, stats = K.asarray(self.x), K.asarray(self.y), K.zeros((2,), np.float64)
             net["train"] = lambda: profiling.train_step(model, xb, yb, stats)
-            net["infer"] = lambda: model.forward(xb, training=False)
+            if self.name == "cpu":
+                # Inference as a deployment would run it: batch norm folded into the layer before it,
+                # once, from the weights and statistics the training rounds left (scratchcnn.folding).
+                net["infer"] = lambda: self._folded(network).forward(xb, training=False)
+            else:
+                net["infer"] = lambda: model.forward(xb, training=False)
         self.nets[network] = net
         return net
+
+    def _folded(self, network: str):
+        net = self.nets[network]
+        if "folded" not in net:
+            from scratchcnn.folding import fold_batchnorm
+
+            net["folded"] = fold_batchnorm(net["model"])
+        return net["folded"]
 
     def info(self) -> dict:
         import platform

@@ -15,8 +15,13 @@ stays. F(4x4, 3x3) saves 4x the multiplications against F(2x2, 3x3)'s 2.25x and
 is the choice where its tiles cover the output with little waste; its float32
 error is larger (about 1e-6 against 3e-7 of the output's scale for vgg-small's
 layers, both below what BatchNorm and Adam notice).
+
+``SCRATCHCNN_WINOGRAD=0`` in the environment keeps every convolution on im2col +
+GEMM (for comparisons: ``benchmarks/compare.py --winograd-ablation``).
 """
 from __future__ import annotations
+
+import os
 
 __all__ = ["WinogradConv", "tile_size", "winograd_plan", "MIN_IN_CHANNELS"]
 
@@ -96,13 +101,14 @@ class WinogradConv:
 def winograd_plan(plan: list, K) -> list:
     """``plan`` with every plain 3x3 Conv2D step that may suit Winograd wrapped in ``WinogradConv``.
 
-    Only on backends with Winograd kernels (``K.WINOGRAD``). The input size is known
+    Only on backends with Winograd kernels (``K.WINOGRAD``), and not when the environment
+    sets ``SCRATCHCNN_WINOGRAD=0``. The input size is known
     only at the first forward, so ``WinogradConv`` decides per call with ``tile_size``
     and falls back to im2col + GEMM when it says None.
     """
     from scratchcnn.layers.conv2d import Conv2D
 
-    if not getattr(K, "WINOGRAD", False):
+    if not getattr(K, "WINOGRAD", False) or os.environ.get("SCRATCHCNN_WINOGRAD", "1") == "0":
         return list(plan)
     return [WinogradConv(step) if type(step) is Conv2D and tile_size(step, 3 * 4, 3 * 4) is not None else step
             for step in plan]

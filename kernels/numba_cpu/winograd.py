@@ -50,13 +50,14 @@ def _filter_transform_core(w, g, out):
     c_out, c_in = w.shape[0], w.shape[1]
     alpha = g.shape[0]
     for o in prange(c_out):
-        tmp = np.empty((alpha, 3), w.dtype)
-        res = np.empty((alpha, alpha), w.dtype)
         for c in range(c_in):
-            _sandwich(g, w[o, c], g, tmp, res)
             for a in range(alpha):
                 for b in range(alpha):
-                    out[a * alpha + b, o, c] = res[a, b]
+                    s = 0.0
+                    for i in range(3):
+                        for j in range(3):
+                            s += g[a, i] * w[o, c, i, j] * g[b, j]
+                    out[a * alpha + b, o, c] = s
 
 
 def winograd_filter_transform(w, m, out=None):
@@ -74,26 +75,40 @@ def winograd_filter_transform(w, m, out=None):
 
 @njit(**_PAR)
 def _input_transform_core(x, bt, m, padding, th, tw, out):
+    # One tile row at a time: B^T is applied down the columns of the alpha input rows for
+    # the whole row of tiles at once, then along each tile's columns, looping over tiles
+    # innermost so that reads and writes run along contiguous memory (vectorisable).
     n, c, h, w = x.shape
     alpha = bt.shape[0]
+    wp = tw * m + 2
     for plane in prange(n * c):
         img, ch = plane // c, plane % c
-        d = np.empty((alpha, alpha), x.dtype)
-        tmp = np.empty((alpha, alpha), x.dtype)
-        res = np.empty((alpha, alpha), x.dtype)
+        rows = np.zeros((alpha, wp), x.dtype)
+        t1 = np.empty((alpha, wp), x.dtype)
         for i in range(th):
-            for j in range(tw):
-                r0, c0 = i * m - padding, j * m - padding
-                for a in range(alpha):
-                    r = r0 + a
-                    for b in range(alpha):
-                        col = c0 + b
-                        d[a, b] = x[img, ch, r, col] if 0 <= r < h and 0 <= col < w else 0.0
-                _sandwich(bt, d, bt, tmp, res)
-                p = (img * th + i) * tw + j
-                for a in range(alpha):
-                    for b in range(alpha):
-                        out[a * alpha + b, ch, p] = res[a, b]
+            r0 = i * m - padding
+            for a in range(alpha):
+                r = r0 + a
+                for col in range(wp):
+                    cc = col - padding
+                    rows[a, col] = x[img, ch, r, cc] if 0 <= r < h and 0 <= cc < w else 0.0
+            for a in range(alpha):
+                t1[a, :] = 0.0
+                for t in range(alpha):
+                    coef = bt[a, t]
+                    if coef != 0.0:
+                        for col in range(wp):
+                            t1[a, col] += coef * rows[t, col]
+            p0 = (img * th + i) * tw
+            for a in range(alpha):
+                for b in range(alpha):
+                    dst = out[a * alpha + b, ch, p0:p0 + tw]
+                    dst[:] = 0.0
+                    for t in range(alpha):
+                        coef = bt[b, t]
+                        if coef != 0.0:
+                            for j in range(tw):
+                                dst[j] += coef * t1[a, j * m + t]
 
 
 def winograd_input_transform(x, m, padding, out=None):
@@ -152,23 +167,36 @@ def batched_gemm(a, b, trans_a=False, trans_b=False, out=None):
 
 @njit(**_PAR)
 def _output_transform_core(mt, bias, at, th, tw, out):
+    # Per tile row: A along each tile's columns (tiles innermost, contiguous in M), then
+    # A^T down the rows for the whole row of tiles at once.
     n, c_out, h_out, w_out = out.shape
     m, alpha = at.shape
     for plane in prange(n * c_out):
         img, o = plane // c_out, plane % c_out
-        tile = np.empty((alpha, alpha), out.dtype)
-        tmp = np.empty((m, alpha), out.dtype)
-        res = np.empty((m, m), out.dtype)
+        t1 = np.empty((alpha, tw * m), out.dtype)
+        res = np.empty((m, tw * m), out.dtype)
         for i in range(th):
-            for j in range(tw):
-                p = (img * th + i) * tw + j
-                for a in range(alpha):
+            p0 = (img * th + i) * tw
+            for a in range(alpha):
+                for bo in range(m):
+                    for j in range(tw):
+                        t1[a, j * m + bo] = 0.0
                     for b in range(alpha):
-                        tile[a, b] = mt[a * alpha + b, o, p]
-                _sandwich(at, tile, at, tmp, res)
-                for a in range(min(m, h_out - i * m)):
-                    for b in range(min(m, w_out - j * m)):
-                        out[img, o, i * m + a, j * m + b] = res[a, b] + bias[o]
+                        coef = at[bo, b]
+                        if coef != 0.0:
+                            src = mt[a * alpha + b, o, p0:p0 + tw]
+                            for j in range(tw):
+                                t1[a, j * m + bo] += coef * src[j]
+            for ao in range(m):
+                res[ao, :] = bias[o]
+                for a in range(alpha):
+                    coef = at[ao, a]
+                    if coef != 0.0:
+                        for col in range(tw * m):
+                            res[ao, col] += coef * t1[a, col]
+            for ao in range(min(m, h_out - i * m)):
+                for col in range(w_out):
+                    out[img, o, i * m + ao, col] = res[ao, col]
 
 
 def winograd_output_transform(mt, bias, n, h_out, w_out, m, out=None):
@@ -188,25 +216,36 @@ def winograd_output_transform(mt, bias, n, h_out, w_out, m, out=None):
 
 @njit(**_PAR)
 def _output_adjoint_core(dout, at, th, tw, out, db):
+    # dM = A dY A^T per tile: A down the rows of a whole row of tiles, then along each
+    # tile's columns with tiles innermost (contiguous writes).
     n, c_out, h_out, w_out = dout.shape
     m, alpha = at.shape
-    a_mat = at.T.copy()  # dM = A dY A^T = (A^T)^T dY (A^T)
     for plane in prange(n * c_out):
         img, o = plane // c_out, plane % c_out
-        tile = np.zeros((m, m), dout.dtype)
-        tmp = np.empty((alpha, m), dout.dtype)
-        res = np.empty((alpha, alpha), dout.dtype)
+        rows = np.zeros((m, tw * m), dout.dtype)
+        t1 = np.empty((alpha, tw * m), dout.dtype)
         for i in range(th):
-            for j in range(tw):
-                for a in range(m):
-                    for b in range(m):
-                        r, col = i * m + a, j * m + b
-                        tile[a, b] = dout[img, o, r, col] if r < h_out and col < w_out else 0.0
-                _sandwich(a_mat, tile, a_mat, tmp, res)
-                p = (img * th + i) * tw + j
-                for a in range(alpha):
-                    for b in range(alpha):
-                        out[a * alpha + b, o, p] = res[a, b]
+            for ao in range(m):
+                r = i * m + ao
+                for col in range(tw * m):
+                    rows[ao, col] = dout[img, o, r, col] if r < h_out and col < w_out else 0.0
+            for a in range(alpha):
+                t1[a, :] = 0.0
+                for ao in range(m):
+                    coef = at[ao, a]
+                    if coef != 0.0:
+                        for col in range(tw * m):
+                            t1[a, col] += coef * rows[ao, col]
+            p0 = (img * th + i) * tw
+            for a in range(alpha):
+                for b in range(alpha):
+                    dst = out[a * alpha + b, o, p0:p0 + tw]
+                    dst[:] = 0.0
+                    for bo in range(m):
+                        coef = at[bo, b]
+                        if coef != 0.0:
+                            for j in range(tw):
+                                dst[j] += coef * t1[a, j * m + bo]
     for o in prange(c_out):
         s = 0.0
         for img in range(n):
@@ -234,32 +273,40 @@ def winograd_output_adjoint(dout, m, out=None, db=None):
 
 @njit(**_PAR)
 def _input_adjoint_core(dv, bt, m, padding, th, tw, out):
+    # dd = B dV B^T per tile, overlap-added: B along each tile's columns into one row buffer
+    # (neighbouring tiles share 2 columns, hence +=), then B down the rows, added into dx.
     n, c, h, w = out.shape
     alpha = bt.shape[0]
-    b_mat = bt.T.copy()  # dd = B dV B^T = (B^T)^T dV (B^T)
+    wp = tw * m + 2
     for plane in prange(n * c):
         img, ch = plane // c, plane % c
-        for r in range(h):
-            for col in range(w):
-                out[img, ch, r, col] = 0.0
-        tile = np.empty((alpha, alpha), dv.dtype)
-        tmp = np.empty((alpha, alpha), dv.dtype)
-        res = np.empty((alpha, alpha), dv.dtype)
+        out[img, ch] = 0.0
+        t1 = np.empty((alpha, wp), dv.dtype)
+        rows = np.empty((alpha, wp), dv.dtype)
         for i in range(th):
-            for j in range(tw):
-                p = (img * th + i) * tw + j
+            p0 = (img * th + i) * tw
+            t1[:, :] = 0.0
+            for a in range(alpha):
+                for b in range(alpha):
+                    src = dv[a * alpha + b, ch, p0:p0 + tw]
+                    for t in range(alpha):
+                        coef = bt[b, t]
+                        if coef != 0.0:
+                            for j in range(tw):
+                                t1[a, j * m + t] += coef * src[j]
+            for t in range(alpha):
+                rows[t, :] = 0.0
                 for a in range(alpha):
-                    for b in range(alpha):
-                        tile[a, b] = dv[a * alpha + b, ch, p]
-                _sandwich(b_mat, tile, b_mat, tmp, res)
-                r0, c0 = i * m - padding, j * m - padding
-                for a in range(alpha):
-                    r = r0 + a
-                    if 0 <= r < h:
-                        for b in range(alpha):
-                            col = c0 + b
-                            if 0 <= col < w:
-                                out[img, ch, r, col] += res[a, b]
+                    coef = bt[a, t]
+                    if coef != 0.0:
+                        for col in range(wp):
+                            rows[t, col] += coef * t1[a, col]
+            r0 = i * m - padding
+            for t in range(alpha):
+                r = r0 + t
+                if 0 <= r < h:
+                    for col in range(max(0, padding), min(wp, w + padding)):
+                        out[img, ch, r, col - padding] += rows[t, col]
 
 
 def winograd_input_adjoint(dv, x_shape, m, padding, out=None):

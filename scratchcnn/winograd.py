@@ -12,12 +12,24 @@ padding 0 or 1, at least ``MIN_IN_CHANNELS`` input channels. With one input
 channel (a network's first layer) the GEMM stage has an inner dimension of 1 and
 the tile transforms cost more than the multiplications saved, so im2col + GEMM
 stays. F(4x4, 3x3) saves 4x the multiplications against F(2x2, 3x3)'s 2.25x and
-is the choice where its tiles cover the output with little waste; its float32
-error is larger (about 1e-6 against 3e-7 of the output's scale for vgg-small's
-layers, both below what BatchNorm and Adam notice).
+is the choice where its tiles cover the output with little waste. Its float32
+error is larger: on vgg-small's layers, relative to the output's largest entry,
+5.1e-6 against 3.1e-7 for F(2x2) and 8.2e-7 for im2col + GEMM (measured
+2026-11-30, ``tests/test_winograd.py``), still far below the noise of a
+mini-batch gradient.
 
-``SCRATCHCNN_WINOGRAD=0`` in the environment keeps every convolution on im2col +
-GEMM (for comparisons: ``benchmarks/compare.py --winograd-ablation``).
+Off by default: ``SCRATCHCNN_WINOGRAD=1`` in the environment turns it on. Measured
+2026-11-30 on the project's 2-core machine while it was busy (load average 13-20;
+one thread, so that no barrier waits for a descheduled thread; median ms at
+vgg-small's 32->32 channel, 28x28, batch-64 convolution): the element-wise stage
+of F(4x4) takes 29 ms where im2col's GEMM takes 352, but the tile transforms as
+written cost more than that saves (input transform 255 ms against im2col's 111,
+output transform 182, their adjoints 202 and 250), so a whole forward plus
+backward was 1.2-2.7x slower than im2col + GEMM at each of vgg-small's three
+shapes. What stands in the way: transforms specialised to the constant, sparse
+B, G and A of each tile size (the generic loops here multiply by every entry) and
+vectorised across tiles. ``benchmarks/compare.py --winograd-ablation`` adds a
+``cpu`` contender with Winograd on, to measure it again on a quiet machine.
 """
 from __future__ import annotations
 
@@ -101,14 +113,14 @@ class WinogradConv:
 def winograd_plan(plan: list, K) -> list:
     """``plan`` with every plain 3x3 Conv2D step that may suit Winograd wrapped in ``WinogradConv``.
 
-    Only on backends with Winograd kernels (``K.WINOGRAD``), and not when the environment
-    sets ``SCRATCHCNN_WINOGRAD=0``. The input size is known
+    Only when the environment sets ``SCRATCHCNN_WINOGRAD=1`` (see the module docstring for
+    why it is off by default) and on backends with Winograd kernels (``K.WINOGRAD``). The input size is known
     only at the first forward, so ``WinogradConv`` decides per call with ``tile_size``
     and falls back to im2col + GEMM when it says None.
     """
     from scratchcnn.layers.conv2d import Conv2D
 
-    if not getattr(K, "WINOGRAD", False) or os.environ.get("SCRATCHCNN_WINOGRAD", "1") == "0":
+    if not getattr(K, "WINOGRAD", False) or os.environ.get("SCRATCHCNN_WINOGRAD", "0") != "1":
         return list(plan)
     return [WinogradConv(step) if type(step) is Conv2D and tile_size(step, 3 * 4, 3 * 4) is not None else step
             for step in plan]

@@ -29,7 +29,8 @@ def _model(backend, fuse, dtype=np.float32):
 def test_every_fusion_rule_fires():
     model = _model("numpy", fuse=True)
     fired = {type(step) for step in model.plan if isinstance(step, plan_module.FusedStep)}
-    assert fired == {rule.step for rule in plan_module.FUSION_RULES}
+    # WinogradConv is off unless SCRATCHCNN_WINOGRAD=1; tests/test_winograd.py fires it
+    assert fired == {rule.step for rule in plan_module.FUSION_RULES} - {plan_module.WinogradConv}
     assert [type(step).__name__ for step in model.plan].count("ConvReLUPool") == 2
     unfused = _model("numpy", fuse=False)
     assert unfused.plan == unfused.layers

@@ -11,7 +11,7 @@ from scratchcnn.gradcheck import numerical_grad, rel_error
 from scratchcnn.layers import BatchNorm2D, Conv2D, Dense, Flatten, ReLU
 from scratchcnn.losses import SoftmaxCrossEntropy
 from scratchcnn.model import Sequential
-from scratchcnn.winograd import WinogradConv, tile_size
+from scratchcnn.plan import WinogradConv, tile_size
 from tests.oracles import conv2d_naive
 
 # (N, C_in, C_out, H, W, padding): odd sizes leave partial tiles at the bottom and right edges.
@@ -150,12 +150,12 @@ def _network(backend, padding, dtype=np.float64):
 @pytest.mark.parametrize("backend", ["numpy", "cpu"])
 @pytest.mark.parametrize("padding", [0, 1])
 def test_network_gradients_through_winograd_in_float64(backend, padding, rng, monkeypatch):
-    import scratchcnn.winograd as W
+    import scratchcnn.plan as W
 
     monkeypatch.setenv("SCRATCHCNN_WINOGRAD", "1")
     model = _network(backend, padding)
     steps = [s for s in model.plan if isinstance(s, WinogradConv)]
-    assert len(steps) == 1 and steps[0].conv is model.layers[0]  # the second conv has 6 < 8 input channels
+    assert len(steps) == 1 and steps[0].layers == (model.layers[0],)  # the second conv has 6 < 8 input channels
     monkeypatch.setattr(W, "MIN_IN_CHANNELS", 1)
     model.to(model.K, np.float64)  # re-plan: both convolutions by Winograd
     assert sum(isinstance(s, WinogradConv) for s in model.plan) == 2

@@ -180,6 +180,10 @@ def test_activations_dropout_dense_bias_and_loss(rng):
     close(stats, want_stats, rtol=1e-6)
     assert C.to_numpy(stats)[1] == want_stats[1]  # the count is exact
     close(C.softmax_xent_backward(dev(want_probs), dev(labels)), R.softmax_xent_backward(want_probs, labels))
+    _, stats = C.softmax_xent_forward(dev(logits), dev(labels), smoothing=0.1)  # label smoothing
+    close(stats, R.softmax_xent_forward(logits, labels, smoothing=0.1)[1], rtol=1e-6)
+    close(C.softmax_xent_backward(dev(want_probs), dev(labels), smoothing=0.1),
+          R.softmax_xent_backward(want_probs, labels, smoothing=0.1))
 
 
 def test_softmax_writes_into_a_row_of_the_per_step_stats(rng):

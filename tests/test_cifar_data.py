@@ -122,7 +122,9 @@ def test_missing_cifar_offline_says_what_to_put_where(tmp_path, monkeypatch):
     with pytest.raises(DataError, match=r"CIFAR-10 not found \(looked in .*cifar-10-batches-bin.*\) and "
                                         r"SCRATCHCNN_OFFLINE=1 forbids downloading; put the files of "
                                         r"cifar-10-binary.tar.gz \(cifar-10-batches-bin/: data_batch_1.bin"):
-        load_dataset("cifar10", tmp_path / "nowhere", progress=False)
+        # An existing but empty folder: a folder that does not exist is its own error (--data-dir checks).
+        (tmp_path / "empty").mkdir()
+        load_dataset("cifar10", tmp_path / "empty", progress=False)
 
 
 # ----------------------------------------------------------------------------- downloading (never the network)

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # network warmed up (Sequential.warm_up), then through Trainer (fit with validation,
 # evaluate, predict, which must then compile nothing more), the VGG-style
 # preset for one SGD step (BatchNorm, unfused Conv/ReLU/MaxPool), and a 3x3 pooling
-# window forward and backward (overlapping windows). Prints what Numba compiled and loaded.
+# window forward and backward (overlapping windows), and the Winograd stages. Prints what Numba compiled and loaded.
 CHILD = r"""
 import json
 import numpy as np
@@ -52,6 +52,15 @@ with CompileLog() as log:
     train_step(vgg, x, y)
     pooled, argmax = cpu.maxpool_forward(x, 3, 2)
     cpu.maxpool_backward(pooled, argmax, x.shape, 3, 2)
+    # Winograd F(2x2,3x3) forward and backward stages (the plan uses them with SCRATCHCNN_WINOGRAD=1).
+    xw = np.ones((2, 8, 6, 6), np.float32)
+    u = cpu.winograd_filter_transform(np.ones((4, 8, 3, 3), np.float32), 2)
+    v = cpu.winograd_input_transform(xw, 2, 1)
+    mt = cpu.batched_gemm(u, v)
+    yw = cpu.winograd_output_transform(mt, np.zeros(4, np.float32), 2, 6, 6, 2)
+    dm, _ = cpu.winograd_output_adjoint(yw, 2)
+    cpu.winograd_input_adjoint(cpu.batched_gemm(u, dm, trans_a=True), xw.shape, 2, 1)
+    cpu.winograd_filter_adjoint(cpu.batched_gemm(dm, v, trans_b=True), 2)
 
 import importlib, pkgutil
 stats = {}

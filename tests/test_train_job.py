@@ -11,6 +11,7 @@ from PIL import Image
 from scratchcnn.layers.conv2d import Conv2D
 from scratchcnn.losses import SoftmaxCrossEntropy
 from scratchcnn.optimizers import Adam
+from scratchcnn.plan import ConvReLUPool
 from scratchcnn.presets import build_model
 from scratchcnn.serialization import load_model
 from scratchcnn.train import main
@@ -43,15 +44,22 @@ def test_the_floor_is_out_of_reach_without_convolution_gradients(data_dir, monke
     """Proof that the floor tests backprop: the same run with conv weight gradients zeroed fails it."""
     from scratchcnn.data import load_dataset
 
-    original = Conv2D.gemm_backward
+    # The weight gradients are zeroed after both places that compute them: Conv2D's own backward
+    # and the fused Conv-ReLU-MaxPool step of the execution plan (which the cpu backend runs).
+    def zero_conv_grads(cls, convs_of):
+        original = cls.backward
 
-    def broken(self, dout_cm):
-        dx = original(self, dout_cm)
-        for grad in self.grads.values():
-            grad[...] = 0
-        return dx
+        def broken(self, dout):
+            dx = original(self, dout)
+            for conv in convs_of(self):
+                for grad in conv.grads.values():
+                    grad[...] = 0
+            return dx
 
-    monkeypatch.setattr(Conv2D, "gemm_backward", broken)
+        monkeypatch.setattr(cls, "backward", broken)
+
+    zero_conv_grads(Conv2D, lambda layer: [layer])
+    zero_conv_grads(ConvReLUPool, lambda step: [step.layers[0]])
     d = load_dataset("fashion", data_dir, train_limit=LIMIT, seed=0, progress=False)
     model = build_model("classic", d.input_shape, 10, seed=0, backend="cpu")
     model.compile(Adam(1e-3), SoftmaxCrossEntropy())

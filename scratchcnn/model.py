@@ -380,7 +380,10 @@ class Sequential:
                                          f"found {got.shape} {got.dtype}")
         for layer in self.layers:
             for key in layer.param_shapes():
+                grad = layer.grads.get(key)
                 layer._set_param(key, np.array(arrays[f"{layer.name}.{key}"]))
+                if grad is not None:
+                    layer.grads[key] = grad  # loading weights leaves the last gradients as they were
             for key in layer.buffer_shapes():
                 layer.buffers[key] = layer.K.asarray(np.array(arrays[f"{layer.name}.{key}"]))
 

@@ -21,6 +21,7 @@ tools set OpenMP's spin time at start-up (``scratchcnn.cli.configure_process``).
 """
 from __future__ import annotations
 
+from kernels.api import KERNELS, WINOGRAD_KERNELS
 from kernels.host_memory import asarray, empty, synchronize, to_numpy, zeros
 from kernels.numba_cpu.activation import dropout_backward, dropout_forward, relu_backward, relu_forward
 from kernels.numba_cpu.conv import bias_add_nchw, bias_grad_nchw, col2im, im2col
@@ -41,17 +42,4 @@ FUSE_BY_DEFAULT = True  # fused Conv-ReLU-MaxPool saves passes over memory (scra
 COMPILES = True         # kernels compile on first use (then load from the disk cache)
 WINOGRAD = True         # Winograd 3x3 convolution kernels (numba_cpu/winograd.py)
 
-__all__ = [  # the contract, kernels/api.py
-    "empty", "zeros", "asarray", "to_numpy", "synchronize",
-    "im2col", "col2im", "gemm", "bias_add_nchw", "bias_grad_nchw",
-    "conv_relu_pool_forward", "conv_relu_pool_backward",
-    "bias_add", "bias_grad",
-    "relu_forward", "relu_backward", "maxpool_forward", "maxpool_backward",
-    "dropout_forward", "dropout_backward",
-    "batchnorm_forward", "batchnorm_backward",
-    "softmax_xent_forward", "softmax_xent_backward",
-    "adam_step", "sgd_step",
-    # optional (kernels.api.WINOGRAD_KERNELS)
-    "winograd_filter_transform", "winograd_input_transform", "batched_gemm", "winograd_output_transform",
-    "winograd_output_adjoint", "winograd_input_adjoint", "winograd_filter_adjoint",
-]
+__all__ = [*KERNELS, *WINOGRAD_KERNELS]  # the contract, kernels/api.py

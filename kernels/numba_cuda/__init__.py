@@ -40,6 +40,7 @@ is how the tests check them without a GPU.
 """
 from __future__ import annotations
 
+from kernels.api import KERNELS
 from kernels.numba_cuda.activation import dropout_backward, dropout_forward, relu_backward, relu_forward
 from kernels.numba_cuda.conv import bias_add_nchw, bias_grad_nchw, col2im, im2col
 from kernels.numba_cuda.gemm import bias_add, bias_grad, gemm
@@ -57,14 +58,4 @@ FUSE_BY_DEFAULT = True  # fused Conv-ReLU-MaxPool saves passes over device memor
 COMPILES = True         # kernels compile on first use (then load from the disk cache)
 WINOGRAD = False        # no Winograd kernels yet: 3x3 convolutions stay on im2col + GEMM (docs/cuda.md)
 
-__all__ = [  # the contract, kernels/api.py
-    "empty", "zeros", "asarray", "to_numpy", "synchronize",
-    "im2col", "col2im", "gemm", "bias_add_nchw", "bias_grad_nchw",
-    "conv_relu_pool_forward", "conv_relu_pool_backward",
-    "bias_add", "bias_grad",
-    "relu_forward", "relu_backward", "maxpool_forward", "maxpool_backward",
-    "dropout_forward", "dropout_backward",
-    "batchnorm_forward", "batchnorm_backward",
-    "softmax_xent_forward", "softmax_xent_backward",
-    "adam_step", "sgd_step",
-]
+__all__ = list(KERNELS)  # the contract, kernels/api.py

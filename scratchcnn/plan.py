@@ -86,9 +86,9 @@ import os
 
 import numpy as np
 
-from scratchcnn.layers import Conv2D, Layer, MaxPool2D, ReLU
+from scratchcnn.layers import BatchNorm2D, Conv2D, Layer, MaxPool2D, ReLU
 
-__all__ = ["FusedStep", "ConvReLUPool", "WinogradConv", "FusionRule", "FUSION_RULES", "make_plan", "step_layers",
+__all__ = ["FusedStep", "ConvReLUPool", "ConvBNReLU", "WinogradConv", "FusionRule", "FUSION_RULES", "make_plan", "step_layers",
            "describe", "tile_size", "winograd_applies", "MIN_IN_CHANNELS"]
 
 MIN_IN_CHANNELS = 8  # Winograd: below this the tile transforms cost more than the GEMM saves
@@ -190,6 +190,123 @@ class ConvReLUPool(FusedStep):
         return zero
 
 
+class ConvBNReLU(FusedStep):
+    """Conv2D -> BatchNorm2D -> ReLU (-> MaxPool2D) as one step: the same function, the same parameters.
+
+    Training forward: ``conv2d_forward`` convolves one image at a time straight
+    into NCHW and sums each channel's values and squares on the way out, so
+    the batch statistics cost no extra pass; BN then folds into one scale and
+    shift per channel, ``scale = gamma*inv_std``, ``shift = beta - mean*scale``,
+    and ``bn_relu(_pool)_forward`` applies them with the ReLU (and the pooling)
+    in one pass. Backward: ``bn_relu(_pool)_backward`` takes the gradient through
+    the ReLU and pooling and sums it (``dbeta``) and its product with ``x_hat``
+    (``dgamma``); BN's backward is then a per-channel linear map of that
+    gradient and the convolution's output (``kernels/numpy_ref/conv_bn.py``),
+    which ``conv2d_backward`` applies image by image as it computes the weight
+    and input gradients. Inference folds the running statistics into the
+    convolution's epilogue: Conv-BN-ReLU is one kernel.
+    Running statistics are updated as ``BatchNorm2D`` does (biased variance to
+    normalise, unbiased in the running average; Ioffe & Szegedy, 2015, Algorithm 1-2).
+    """
+
+    kernels = ("conv2d_forward", "bn_relu_forward", "bn_relu_pool_forward", "bn_relu_backward",
+               "bn_relu_pool_backward", "conv2d_backward")
+
+    def __init__(self, *layers):
+        super().__init__(*layers)
+        self.pool = layers[3] if len(layers) == 4 else None
+        self.kernels = tuple(k for k in type(self).kernels if ("pool" in k) == (self.pool is not None)
+                             or k.startswith("conv2d"))
+
+    def forward(self, x, training=True):
+        conv, bn = self.layers[0], self.layers[1]
+        K, pool, dtype = self.K, self.pool, x.dtype
+        conv._check_input(x, 4, 1, conv.in_channels, "in_channels")
+        n = x.shape[0]
+        c, h, w = conv.output_shape(x.shape[1:])
+        gamma, beta = bn.params["gamma"], bn.params["beta"]
+        bias = conv.params["b"] if conv.bias else self._constant("zeros", c, 0.0, dtype)
+        if training:
+            stats = self._buffer("stats", (2, c), np.float64)
+            z, _ = K.conv2d_forward(x, conv.params["W"], self._constant("ones", c, 1.0, dtype), bias, False,
+                                    conv.stride, conv.padding, out=self._buffer("z", (n, c, h, w), dtype),
+                                    stats=stats)
+            m = n * h * w
+            mean = stats[0] / m
+            var = np.maximum(stats[1] / m - mean * mean, 0.0)  # E[z^2] - E[z]^2, summed in float64
+            for key, batch in (("running_mean", mean), ("running_var", var * (m / max(m - 1, 1)))):
+                running = bn.buffers[key]
+                running *= 1 - bn.momentum
+                running += (bn.momentum * batch).astype(dtype)
+            inv_std = 1.0 / np.sqrt(var + bn.eps)
+            scale = (gamma * inv_std).astype(dtype)
+            shift = (beta - mean * scale).astype(dtype)
+            if pool is None:
+                out, argmax = K.bn_relu_forward(z, scale, shift, out=self._buffer("out", z.shape, dtype)), None
+            else:
+                shape = (n,) + pool.output_shape((c, h, w))
+                out, argmax = K.bn_relu_pool_forward(z, scale, shift, pool.kernel_size, pool.stride,
+                                                     out=self._buffer("out", shape, dtype),
+                                                     argmax=self._buffer("argmax", shape, np.int8))
+            self._cache = {"x": x, "z": z, "out": out, "argmax": argmax, "mean": mean.astype(dtype),
+                           "inv_std": inv_std.astype(dtype)}
+            return out
+        # Inference: the running statistics fold into the convolution's epilogue (with the ReLU when
+        # no pooling follows), scale*conv + beta + (bias - running_mean)*scale.
+        inv_std = 1.0 / np.sqrt(bn.buffers["running_var"] + bn.eps)
+        scale = (gamma * inv_std).astype(dtype)
+        shift = (beta + (bias - bn.buffers["running_mean"]) * scale).astype(dtype)
+        z, _ = K.conv2d_forward(x, conv.params["W"], scale, shift, pool is None, conv.stride, conv.padding,
+                                out=self._buffer("z", (n, c, h, w), dtype))
+        self._cache = {}
+        if pool is None:
+            return z
+        shape = (n,) + pool.output_shape((c, h, w))
+        return K.bn_relu_pool_forward(z, self._constant("ones", c, 1.0, dtype), self._constant("zeros", c, 0.0, dtype),
+                                      pool.kernel_size, pool.stride, out=self._buffer("out", shape, dtype),
+                                      argmax=self._buffer("argmax", shape, np.int8))[0]
+
+    def backward(self, dout):
+        conv, bn, pool, K = self.layers[0], self.layers[1], self.pool, self.K
+        cache, self._cache = self._cache, {}
+        if not cache:
+            raise RuntimeError(f"{self.name}: backward needs a training-mode forward pass first (BatchNorm's "
+                               "gradient goes through the batch statistics; inference folds them away)")
+        x, z, out = cache["x"], cache["z"], cache["out"]
+        dtype, c = z.dtype, conv.out_channels
+        mean, inv_std = cache["mean"], cache["inv_std"]
+        sums = self._buffer("sums", (2, c), np.float64)
+        g = self._buffer("g", z.shape, dtype)
+        if pool is None:
+            K.bn_relu_backward(dout, out, z, mean, inv_std, g=g, sums=sums)
+        else:
+            K.bn_relu_pool_backward(dout, cache["argmax"], out, z, mean, inv_std, pool.kernel_size, pool.stride,
+                                    g=g, sums=sums)
+        dbeta, dgamma = sums[0], sums[1]
+        bn.grads["beta"][...] = dbeta
+        bn.grads["gamma"][...] = dgamma
+        # BN's backward, dz = k/M (M g - dbeta - x_hat dgamma) with k = gamma*inv_std, as a linear
+        # map of g and z per channel (kernels/numpy_ref/conv_bn.py), applied inside conv2d_backward.
+        m = z.size // c
+        k = bn.params["gamma"].astype(np.float64) * inv_std
+        z_scale = -k * inv_std * dgamma / m
+        shift = k * (inv_std * dgamma * mean - dbeta) / m
+        if conv.bias:  # db = sum(dz) = k*dbeta + z_scale*sum(z) + shift*M, with sum(z) = M*mean
+            conv.grads["b"][...] = k * dbeta + z_scale * m * mean + shift * m
+        _, dx = K.conv2d_backward(g, z, k.astype(dtype), z_scale.astype(dtype), shift.astype(dtype), x,
+                                  conv.params["W"], conv.stride, conv.padding, conv.requires_input_grad,
+                                  dw=conv.grads["W"], dx=self._buffer("dx", x.shape, dtype)
+                                  if conv.requires_input_grad else None)
+        return dx
+
+    def _constant(self, key, size, value, dtype):
+        """A (size,) vector filled with ``value``, made once."""
+        vec = self._workspace.get(key)
+        if vec is None or vec.dtype != dtype or vec.shape != (size,):
+            vec = self._workspace[key] = np.full(size, value, dtype)
+        return vec
+
+
 def tile_size(conv, height: int, width: int):
     """The Winograd output tile m (2 or 4) for ``conv`` on (height, width) inputs, or None for im2col + GEMM.
 
@@ -284,7 +401,14 @@ class FusionRule:
     applies: Callable[[tuple], bool] = lambda layers: True
 
 
+def conv_bn_applies(layers) -> bool:
+    """The Conv-BN-ReLU rules' condition: a backend with ``CONV_BN_KERNELS`` (the CPU backends)."""
+    return bool(getattr(layers[0].K, "CONV_BN", False))
+
+
 FUSION_RULES: list[FusionRule] = [
+    FusionRule((Conv2D, BatchNorm2D, ReLU, MaxPool2D), ConvBNReLU, conv_bn_applies),
+    FusionRule((Conv2D, BatchNorm2D, ReLU), ConvBNReLU, conv_bn_applies),
     FusionRule((Conv2D, ReLU, MaxPool2D), ConvReLUPool),
     FusionRule((Conv2D,), WinogradConv, winograd_applies),
 ]

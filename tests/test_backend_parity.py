@@ -9,7 +9,7 @@ import pytest
 
 import kernels
 from kernels import numpy_ref as R
-from kernels.api import CAPABILITIES, KERNELS, WINOGRAD_KERNELS, conv_output_size
+from kernels.api import CAPABILITIES, CONV_BN_KERNELS, KERNELS, WINOGRAD_KERNELS, conv_output_size
 from tests.conftest import host_backends
 
 COMPILED = [b for b in host_backends() if b != "numpy"]
@@ -33,13 +33,12 @@ def close(a, b, **kw):
 
 def test_every_backend_module_has_the_same_signatures():
     """Same names, same argument names and defaults, in every backend (CUDA checked without a GPU)."""
-    reference = {name: inspect.signature(getattr(R, name)) for name in KERNELS}
     for module_name in ("kernels.numba_cpu", "kernels.numba_cuda"):
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
             pytest.fail(f"{module_name} does not import: {exc}")
-        names = KERNELS + (WINOGRAD_KERNELS if module.WINOGRAD else ())
+        names = KERNELS + (WINOGRAD_KERNELS if module.WINOGRAD else ()) + (CONV_BN_KERNELS if module.CONV_BN else ())
         for name in names:
             assert hasattr(module, name), f"{module_name} lacks {name}"
             assert inspect.signature(getattr(module, name)) == inspect.signature(getattr(R, name)), \
@@ -49,14 +48,14 @@ def test_every_backend_module_has_the_same_signatures():
 
 def test_every_backend_describes_itself_with_the_same_capabilities():
     """Code outside kernels/ asks a backend what it can do through these attributes, never by its name."""
-    assert R.WINOGRAD and sorted(R.__all__) == sorted(KERNELS + WINOGRAD_KERNELS)
+    assert R.WINOGRAD and R.CONV_BN and sorted(R.__all__) == sorted(KERNELS + WINOGRAD_KERNELS + CONV_BN_KERNELS)
     for module_name in kernels.BACKENDS.values():
         module = importlib.import_module(module_name)
         for attr in CAPABILITIES:
             assert hasattr(module, attr), f"{module_name} lacks {attr}"
         assert isinstance(module.SYNC_EVERY, int) and module.SYNC_EVERY >= 1
         assert isinstance(module.FUSE_BY_DEFAULT, bool) and isinstance(module.COMPILES, bool)
-        assert isinstance(module.WINOGRAD, bool)
+        assert isinstance(module.WINOGRAD, bool) and isinstance(module.CONV_BN, bool)
 
 
 @pytest.mark.parametrize("backend", COMPILED)

@@ -6,21 +6,26 @@ import pytest
 
 import kernels
 from scratchcnn import plan as plan_module
-from scratchcnn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
+from scratchcnn.layers import BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
 from scratchcnn.losses import SoftmaxCrossEntropy
 from scratchcnn.model import Sequential
 from scratchcnn.optimizers import Adam
 from scratchcnn.profiling import synthetic_batch
 from tests.conftest import host_backends
 
-SHAPE = (1, 12, 12)
+SHAPE = (1, 16, 16)
 
 
 def _model(backend, fuse, dtype=np.float32):
-    """Every fusion rule fires: a padded Conv-ReLU-Pool with a bias, one without a bias and with
-    overlapping windows (3x3, stride 2); then a dense head with dropout."""
-    layers = [Conv2D(1, 6, 3, padding=1), ReLU(), MaxPool2D(2), Conv2D(6, 8, 3, bias=False), ReLU(),
-              MaxPool2D(3, stride=2), Flatten(), Dense(8, 16), ReLU(), Dropout(0.25), Dense(16, 10)]
+    """Every fusion rule fires: Conv-BN-ReLU; Conv-BN-ReLU-Pool with overlapping windows (3x3, stride 2)
+    (no convolution bias before BN: its gradient is zero up to rounding, which Adam would amplify into
+    different steps; tests/test_conv_bn.py checks that gradient); a Conv-ReLU-Pool likewise without a bias and with
+    overlapping windows, a padded one with a bias; then a dense head with dropout."""
+    layers = [Conv2D(1, 6, 3, padding=1, bias=False), BatchNorm2D(6), ReLU(),
+              Conv2D(6, 8, 3, padding=1, bias=False), BatchNorm2D(8), ReLU(), MaxPool2D(3, stride=2),
+              Conv2D(8, 8, 3, padding=1, bias=False), ReLU(), MaxPool2D(3, stride=2),
+              Conv2D(8, 8, 3, padding=1), ReLU(), MaxPool2D(2),
+              Flatten(), Dense(8, 16), ReLU(), Dropout(0.25), Dense(16, 10)]
     model = Sequential(layers, seed=3, fuse=fuse)
     model.compile(Adam(1e-2), SoftmaxCrossEntropy())
     return model.build(SHAPE, backend=backend, dtype=dtype)
@@ -31,7 +36,8 @@ def test_every_fusion_rule_fires():
     fired = {type(step) for step in model.plan if isinstance(step, plan_module.FusedStep)}
     # WinogradConv is off unless SCRATCHCNN_WINOGRAD=1; tests/test_winograd.py fires it
     assert fired == {rule.step for rule in plan_module.FUSION_RULES} - {plan_module.WinogradConv}
-    assert [type(step).__name__ for step in model.plan].count("ConvReLUPool") == 2
+    names = [type(step).__name__ for step in model.plan]
+    assert names.count("ConvReLUPool") == 2 and names.count("ConvBNReLU") == 2
     unfused = _model("numpy", fuse=False)
     assert unfused.plan == unfused.layers
 
@@ -66,8 +72,9 @@ def test_fused_and_unfused_plans_compute_the_same_outputs_gradients_and_training
 
 def test_summary_prints_the_plan_that_will_run():
     text = _model("numpy", fuse=True).summary()
-    assert "conv2d_0 + relu_0 + maxpool2d_0" in text and "fused: ConvReLUPool" in text
-    assert "conv_relu_pool_forward" in text and "dense_0" in text
+    assert "conv2d_2 + relu_2 + maxpool2d_1" in text and "fused: ConvReLUPool" in text
+    assert "conv2d_1 + batchnorm2d_1 + relu_1 + maxpool2d_0" in text and "fused: ConvBNReLU" in text
+    assert "conv_relu_pool_forward" in text and "bn_relu_pool_forward" in text and "dense_0" in text
     text = _model("numpy", fuse=False).summary()
     assert "fused" not in text.split("Execution plan")[1].split("\n", 1)[1]
 
@@ -79,7 +86,7 @@ def test_unfused_runs_every_layers_own_forward(monkeypatch):
                         original(self, x, training))
     x, _ = synthetic_batch(SHAPE, 2, 10)
     _model("numpy", fuse=False).forward(x)
-    assert calls == ["relu_0", "relu_1", "relu_2"]
+    assert calls == ["relu_0", "relu_1", "relu_2", "relu_3", "relu_4"]
     calls.clear()
     _model("numpy", fuse=True).forward(x)
-    assert calls == ["relu_2"]  # the other two run inside the fused steps
+    assert calls == ["relu_4"]  # the others run inside the fused steps

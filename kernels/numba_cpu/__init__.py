@@ -21,9 +21,11 @@ tools set OpenMP's spin time at start-up (``scratchcnn.cli.configure_process``).
 """
 from __future__ import annotations
 
-from kernels.api import KERNELS, WINOGRAD_KERNELS
+from kernels.api import CONV_BN_KERNELS, KERNELS, WINOGRAD_KERNELS
 from kernels.host_memory import asarray, empty, synchronize, to_numpy, zeros
 from kernels.numba_cpu.activation import dropout_backward, dropout_forward, relu_backward, relu_forward
+from kernels.numba_cpu.conv_bn import (bn_relu_backward, bn_relu_forward, bn_relu_pool_backward,
+                                      bn_relu_pool_forward, conv2d_backward, conv2d_forward)
 from kernels.numba_cpu.conv import bias_add_nchw, bias_grad_nchw, col2im, im2col
 from kernels.numba_cpu.gemm import bias_add, bias_grad, gemm
 from kernels.numba_cpu.loss import softmax_xent_backward, softmax_xent_forward
@@ -41,5 +43,6 @@ SYNC_EVERY = 1          # the loss is already on the host: check it after every 
 FUSE_BY_DEFAULT = True  # fused Conv-ReLU-MaxPool saves passes over memory (scratchcnn.plan)
 COMPILES = True         # kernels compile on first use (then load from the disk cache)
 WINOGRAD = True         # Winograd 3x3 convolution kernels (numba_cpu/winograd.py)
+CONV_BN = True          # per-image convolution with a folded-BN epilogue (numba_cpu/conv_bn.py)
 
-__all__ = [*KERNELS, *WINOGRAD_KERNELS]  # the contract, kernels/api.py
+__all__ = [*KERNELS, *WINOGRAD_KERNELS, *CONV_BN_KERNELS]  # the contract, kernels/api.py

@@ -24,7 +24,7 @@ from numba import njit, prange, types
 from numba.extending import get_cython_function_address, intrinsic
 from threadpoolctl import ThreadpoolController
 
-__all__ = ["gemm", "single_threaded", "SGEMM", "DGEMM"]
+__all__ = ["gemm", "gemm_block", "single_threaded", "SGEMM", "DGEMM"]
 
 # Addresses of the Fortran-style entry points (every argument a pointer). They are
 # passed to the compiled code as integers, not baked into it, so it can be cached.
@@ -104,3 +104,22 @@ def gemm(a, b, trans_a, trans_b, out, tasks, address):
         _call13(address, flags.ctypes.data, flags.ctypes.data + 1, mn.ctypes.data, mn.ctypes.data + 4,
                 fixed.ctypes.data, scalars.ctypes.data, b_start, fixed.ctypes.data + 4, a_start,
                 fixed.ctypes.data + 8, scalars.ctypes.data + size, c_start, fixed.ctypes.data + 12)
+
+
+@njit(cache=True, inline="always")
+def gemm_block(address, trans_a, trans_b, m, n, k, a_ptr, lda, b_ptr, ldb, c_ptr, ldc, accumulate, args, scalars):
+    """One single-threaded BLAS call from compiled code: row-major ``C = op(A) @ op(B)`` (``+ C`` if ``accumulate``).
+
+    ``C`` is m x n with row stride ``ldc``; ``op(A)`` is m x k, ``op(B)`` k x n, stored
+    row-major with row strides ``lda`` and ``ldb`` at the integer addresses ``a_ptr`` and
+    ``b_ptr`` (``array.ctypes.data``). ``args`` (int32, 8) and ``scalars`` (2, the arrays'
+    dtype) are the caller's scratch, one per thread, because BLAS takes every argument by
+    pointer. Swapping the operands makes it column-major (module docstring).
+    """
+    args[0], args[1] = _T if trans_b else _N, _T if trans_a else _N
+    args[2], args[3], args[4] = n, m, k
+    args[5], args[6], args[7] = ldb, lda, ldc
+    scalars[0], scalars[1] = 1.0, 1.0 if accumulate else 0.0
+    p = args.ctypes.data
+    _call13(address, p, p + 4, p + 8, p + 12, p + 16, scalars.ctypes.data, b_ptr, p + 20, a_ptr, p + 24,
+            scalars.ctypes.data + scalars.itemsize, c_ptr, p + 28)

@@ -17,6 +17,39 @@ def _valid_range(out_size, size, offset, stride, padding):
     return lo, hi
 
 
+@njit(cache=True, inline="always")
+def unfold_plane(plane, kh, kw, stride, padding, h_out, w_out, cols, row0, col0):
+    """im2col of one (H, W) input plane: rows ``row0 .. row0 + kh*kw`` of ``cols``, columns ``col0 ..``.
+
+    Shared by the batched ``im2col`` and the per-image convolution (``conv_bn``).
+    """
+    h, w = plane.shape
+    p = h_out * w_out
+    for i in range(kh):
+        for j in range(kw):
+            row = cols[row0 + i * kw + j, col0:col0 + p]
+            lo, hi = _valid_range(w_out, w, j, stride, padding)
+            first = lo * stride + j - padding  # input column read by output column lo
+            for oh in range(h_out):
+                dst = row[oh * w_out:(oh + 1) * w_out]
+                ih = oh * stride + i - padding
+                if ih < 0 or ih >= h:
+                    dst[:] = 0
+                    continue
+                dst[:lo] = 0
+                dst[hi:] = 0
+                # Slices start at 0, so the copy loop has no negative index and vectorises.
+                # (One assignment per view: a tuple of views made this kernel 50% slower.)
+                src = plane[ih, first:]
+                inner = dst[lo:hi]
+                if stride == 1:
+                    for q in range(hi - lo):
+                        inner[q] = src[q]
+                else:
+                    for q in range(hi - lo):
+                        inner[q] = src[q * stride]
+
+
 @njit(parallel=True, cache=True)
 def _im2col_core(x, kh, kw, stride, padding, h_out, w_out, cols):
     n, c, h, w = x.shape
@@ -24,30 +57,7 @@ def _im2col_core(x, kh, kw, stride, padding, h_out, w_out, cols):
     # One task per input plane (n, c): the plane stays in L1 while its kh*kw rows are written.
     for task in prange(n * c):
         img, ch = task // c, task % c
-        plane = x[img, ch]
-        for i in range(kh):
-            for j in range(kw):
-                row = cols[(ch * kh + i) * kw + j, img * p:(img + 1) * p]
-                lo, hi = _valid_range(w_out, w, j, stride, padding)
-                first = lo * stride + j - padding  # input column read by output column lo
-                for oh in range(h_out):
-                    dst = row[oh * w_out:(oh + 1) * w_out]
-                    ih = oh * stride + i - padding
-                    if ih < 0 or ih >= h:
-                        dst[:] = 0
-                        continue
-                    dst[:lo] = 0
-                    dst[hi:] = 0
-                    # Slices start at 0, so the copy loop has no negative index and vectorises.
-                    # (One assignment per view: a tuple of views made this kernel 50% slower.)
-                    src = plane[ih, first:]
-                    inner = dst[lo:hi]
-                    if stride == 1:
-                        for q in range(hi - lo):
-                            inner[q] = src[q]
-                    else:
-                        for q in range(hi - lo):
-                            inner[q] = src[q * stride]
+        unfold_plane(x[img, ch], kh, kw, stride, padding, h_out, w_out, cols, ch * kh * kw, img * p)
 
 
 def im2col(x, kh, kw, stride=1, padding=0, out=None):
@@ -65,6 +75,31 @@ def im2col(x, kh, kw, stride=1, padding=0, out=None):
     return out
 
 
+@njit(cache=True, inline="always")
+def fold_plane(cols, kh, kw, stride, padding, h_out, w_out, plane, row0, col0):
+    """col2im of one (H, W) plane: zero it, then add rows ``row0 .. row0 + kh*kw`` of ``cols`` (columns ``col0 ..``)."""
+    h, w = plane.shape
+    p = h_out * w_out
+    plane[:, :] = 0
+    for i in range(kh):
+        for j in range(kw):
+            row = cols[row0 + i * kw + j, col0:col0 + p]
+            lo, hi = _valid_range(w_out, w, j, stride, padding)
+            first = lo * stride + j - padding
+            for oh in range(h_out):
+                ih = oh * stride + i - padding
+                if ih < 0 or ih >= h:
+                    continue
+                src = row[oh * w_out + lo:oh * w_out + hi]
+                dst = plane[ih, first:]
+                if stride == 1:
+                    for q in range(hi - lo):
+                        dst[q] += src[q]
+                else:
+                    for q in range(hi - lo):
+                        dst[q * stride] += src[q]
+
+
 @njit(parallel=True, cache=True)
 def _col2im_core(cols, kh, kw, stride, padding, h_out, w_out, dx):
     n, c, h, w = dx.shape
@@ -72,25 +107,7 @@ def _col2im_core(cols, kh, kw, stride, padding, h_out, w_out, dx):
     # One task per image plane (n, c): only this task writes dx[n, c], so += needs no atomics.
     for task in prange(n * c):
         img, ch = task // c, task % c
-        plane = dx[img, ch]
-        plane[:, :] = 0
-        for i in range(kh):
-            for j in range(kw):
-                row = cols[(ch * kh + i) * kw + j, img * p:(img + 1) * p]
-                lo, hi = _valid_range(w_out, w, j, stride, padding)
-                first = lo * stride + j - padding
-                for oh in range(h_out):
-                    ih = oh * stride + i - padding
-                    if ih < 0 or ih >= h:
-                        continue
-                    src = row[oh * w_out + lo:oh * w_out + hi]
-                    dst = plane[ih, first:]
-                    if stride == 1:
-                        for q in range(hi - lo):
-                            dst[q] += src[q]
-                    else:
-                        for q in range(hi - lo):
-                            dst[q * stride] += src[q]
+        fold_plane(cols, kh, kw, stride, padding, h_out, w_out, dx[img, ch], ch * kh * kw, img * p)
 
 
 def col2im(cols, x_shape, kh, kw, stride=1, padding=0, out=None):

@@ -17,6 +17,8 @@ module             kernels
 ``loss``           ``softmax_xent_forward/backward``
 ``optim``          ``adam_step``, ``sgd_step``
 ``winograd``       Winograd F(2x2, 3x3) and F(4x4, 3x3): transforms, ``batched_gemm``, adjoints
+``conv_bn``        Conv2D -> BatchNorm -> ReLU (-> MaxPool2D): ``conv2d_forward/backward``,
+                   ``bn_relu_forward/backward``, ``bn_relu_pool_forward/backward``
 =================  ==============================================================
 
 Memory (``empty``, ``zeros``, ``asarray``, ``to_numpy``, ``synchronize``) is
@@ -29,9 +31,11 @@ that layers can reuse their buffers between steps.
 """
 from __future__ import annotations
 
-from kernels.api import KERNELS, WINOGRAD_KERNELS
+from kernels.api import CONV_BN_KERNELS, KERNELS, WINOGRAD_KERNELS
 from kernels.host_memory import asarray, empty, synchronize, to_numpy, zeros
 from kernels.numpy_ref.activation import dropout_backward, dropout_forward, relu_backward, relu_forward
+from kernels.numpy_ref.conv_bn import (bn_relu_backward, bn_relu_forward, bn_relu_pool_backward,
+                                      bn_relu_pool_forward, conv2d_backward, conv2d_forward)
 from kernels.numpy_ref.conv import bias_add_nchw, bias_grad_nchw, col2im, im2col
 from kernels.numpy_ref.gemm import bias_add, bias_grad, gemm
 from kernels.numpy_ref.loss import softmax_xent_backward, softmax_xent_forward
@@ -49,5 +53,6 @@ SYNC_EVERY = 1           # reading the loss back costs nothing: check it after e
 FUSE_BY_DEFAULT = False  # the reference runs layer by layer, the plainest way to read a step
 COMPILES = False         # nothing is compiled: no warm-up needed
 WINOGRAD = True          # the readable definition of the Winograd kernels (numpy_ref/winograd.py)
+CONV_BN = True           # the readable definition: reference kernels composed (numpy_ref/conv_bn.py)
 
-__all__ = [*KERNELS, *WINOGRAD_KERNELS]  # the contract, kernels/api.py
+__all__ = [*KERNELS, *WINOGRAD_KERNELS, *CONV_BN_KERNELS]  # the contract, kernels/api.py

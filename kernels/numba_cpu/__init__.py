@@ -24,8 +24,9 @@ from __future__ import annotations
 from kernels.api import CONV_BN_KERNELS, KERNELS, WINOGRAD_KERNELS
 from kernels.host_memory import asarray, empty, synchronize, to_numpy, zeros
 from kernels.numba_cpu.activation import dropout_backward, dropout_forward, relu_backward, relu_forward
-from kernels.numba_cpu.conv_bn import (bn_relu_backward, bn_relu_forward, bn_relu_pool_backward,
-                                      bn_relu_pool_forward, conv2d_backward, conv2d_forward)
+from kernels.numba_cpu.bn_relu import (bn_relu_backward, bn_relu_forward, bn_relu_pool_backward,
+                                      bn_relu_pool_forward)
+from kernels.numba_cpu.conv_bn import conv2d_backward, conv2d_forward
 from kernels.numba_cpu.conv import bias_add_nchw, bias_grad_nchw, col2im, im2col
 from kernels.numba_cpu.gemm import bias_add, bias_grad, gemm
 from kernels.numba_cpu.loss import softmax_xent_backward, softmax_xent_forward

@@ -11,7 +11,9 @@ same thread count (NumPy's OpenBLAS and Numba both default to one thread per cor
 
 Shapes (batch 64): conv1 1->32 on 28x28 (im2col columns 9 x 43,264), pool to
 32x13x13; conv2 32->64 on 13x13 (288 x 7,744), pool to 64x5x5; dense1 1600->128;
-dense2 128->10; Adam over all 225,034 parameters.
+dense2 128->10; Adam over all 225,034 parameters. Then the fused Conv-BN-ReLU(-Pool)
+kernels at vgg-small's four convolutions (``vgg.conv0`` .. ``vgg.conv3``: 1->32 and 32->32
+on 28x28, 32->64 and 64->64 on 14x14, padding 1).
 """
 from __future__ import annotations
 
@@ -169,8 +171,58 @@ def _head_cases():
     return cases | {"adam_step.all_parameters": adam_all_parameters}
 
 
+# vgg-small's Conv-BN-ReLU(-Pool) blocks: (C_in, H, C_out, pooled), 3x3 kernel, stride 1, padding 1.
+VGG_CONVS = {"vgg.conv0": (1, 28, 32, False), "vgg.conv1": (32, 28, 32, True),
+             "vgg.conv2": (32, 14, 64, False), "vgg.conv3": (64, 14, 64, True)}
+
+
+def _conv_bn_cases(tag, c_in, h, c_out, pooled):
+    """The kernels of one fused ConvBNReLU step (scratchcnn.plan) at vgg-small's shapes, batch 64."""
+    shape, pool = (B, c_out, h, h), (B, c_out, h // 2, h // 2)
+
+    def conv2d_forward(K, rng):
+        x, w = K.asarray(_rand(rng, B, c_in, h, h)), K.asarray(_rand(rng, c_out, c_in, 3, 3))
+        scale, shift, out, stats = K.asarray(_rand(rng, c_out)), K.asarray(_rand(rng, c_out)), K.empty(shape), \
+            K.empty((2, c_out), np.float64)
+        return lambda: K.conv2d_forward(x, w, scale, shift, False, 1, 1, out=out, stats=stats)
+
+    def conv2d_backward(K, rng):
+        g, z, x = K.asarray(_rand(rng, *shape)), K.asarray(_rand(rng, *shape)), K.asarray(_rand(rng, B, c_in, h, h))
+        w, coef = K.asarray(_rand(rng, c_out, c_in, 3, 3)), [K.asarray(_rand(rng, c_out)) for _ in range(3)]
+        dw, dx = K.empty((c_out, c_in, 3, 3)), K.empty((B, c_in, h, h))
+        need_dx = c_in > 1  # the first layer's input is data: no input gradient
+        return lambda: tuple(a for a in K.conv2d_backward(g, z, *coef, x, w, 1, 1, need_dx, dw=dw,
+                                                          dx=dx if need_dx else None) if a is not None)
+
+    def bn_relu_forward(K, rng):
+        z, scale, shift = K.asarray(_rand(rng, *shape)), K.asarray(_rand(rng, c_out)), K.asarray(_rand(rng, c_out))
+        if not pooled:
+            out = K.empty(shape)
+            return lambda: K.bn_relu_forward(z, scale, shift, out=out)
+        out, arg = K.empty(pool), K.empty(pool, np.int8)
+        return lambda: K.bn_relu_pool_forward(z, scale, shift, 2, 2, out=out, argmax=arg)
+
+    def bn_relu_backward(K, rng):
+        z, scale, shift = _rand(rng, *shape), _rand(rng, c_out), _rand(rng, c_out)
+        mean, inv_std = K.asarray(_rand(rng, c_out)), K.asarray(np.abs(_rand(rng, c_out)) + 0.5)
+        g, sums = K.empty(shape), K.empty((2, c_out), np.float64)
+        R = kernels.get("numpy")
+        if not pooled:
+            out = K.asarray(R.bn_relu_forward(z, scale, shift))
+            dout, z = K.asarray(_rand(rng, *shape)), K.asarray(z)
+            return lambda: K.bn_relu_backward(dout, out, z, mean, inv_std, g=g, sums=sums)
+        out, arg = (K.asarray(a) for a in R.bn_relu_pool_forward(z, scale, shift, 2, 2))
+        dout, z = K.asarray(_rand(rng, *pool)), K.asarray(z)
+        return lambda: K.bn_relu_pool_backward(dout, arg, out, z, mean, inv_std, 2, 2, g=g, sums=sums)
+
+    return {f"{tag}.{fn.__name__}": fn for fn in (conv2d_forward, bn_relu_forward, bn_relu_backward,
+                                                   conv2d_backward)}
+
+
 CASES = {**_conv_cases("conv1", *CONVS["conv1"]), **_conv_cases("conv2", *CONVS["conv2"]),
          **_dense_cases("dense1", 1600, 128), **_dense_cases("dense2", 128, 10), **_head_cases()}
+for _tag, _conv in VGG_CONVS.items():
+    CASES |= _conv_bn_cases(_tag, *_conv)
 
 
 def _flat(result):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kernels.api import KERNELS, WINOGRAD_KERNELS
+from kernels.api import CONV_BN_KERNELS, KERNELS, WINOGRAD_KERNELS
 from scratchcnn.errors import ConfigError
 from scratchcnn.plan import step_layers
 
@@ -237,7 +237,7 @@ class _TimedKernels:
 
     def __getattr__(self, name):
         value = getattr(self._K, name)
-        if name not in KERNELS + WINOGRAD_KERNELS or name == "synchronize":
+        if name not in KERNELS + WINOGRAD_KERNELS + CONV_BN_KERNELS or name == "synchronize":
             return value
 
         def timed(*args, **kwargs):

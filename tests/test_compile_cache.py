@@ -22,8 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # The work of a short training run on the cpu backend, in float32: the default
 # network warmed up (Sequential.warm_up), then through Trainer (fit with validation,
 # evaluate, predict, which must then compile nothing more), the VGG-style
-# preset for one SGD step (BatchNorm, unfused Conv/ReLU/MaxPool), and a 3x3 pooling
-# window forward and backward (overlapping windows), and the Winograd stages. Prints what Numba compiled and loaded.
+# preset for one SGD step (fused Conv-BN-ReLU, BatchNorm1D), a 3x3 pooling
+# window forward and backward (overlapping windows), an unfused convolution's bias
+# kernels, and the Winograd stages. Prints what Numba compiled and loaded.
 CHILD = r"""
 import json
 import numpy as np
@@ -52,6 +53,8 @@ with CompileLog() as log:
     train_step(vgg, x, y)
     pooled, argmax = cpu.maxpool_forward(x, 3, 2)
     cpu.maxpool_backward(pooled, argmax, x.shape, 3, 2)
+    y = cpu.bias_add_nchw(np.ones((4, 12 * 9), np.float32), np.ones(4, np.float32), 12)
+    cpu.bias_grad_nchw(y.reshape(12, 4, 3, 3))
     # Winograd F(2x2,3x3) forward and backward stages (the plan uses them with SCRATCHCNN_WINOGRAD=1).
     xw = np.ones((2, 8, 6, 6), np.float32)
     u = cpu.winograd_filter_transform(np.ones((4, 8, 3, 3), np.float32), 2)

@@ -1,12 +1,21 @@
 """BLAS ``sgemm``/``dgemm`` called from Numba's threads, one tile of the output per thread.
 
+Which BLAS: Intel's MKL (the ``mkl`` package, its sequential layer) where it is
+installed, else SciPy's OpenBLAS; ``SCRATCHCNN_BLAS=mkl|openblas`` chooses. On
+the project's 2-core Xeon (AVX-512) MKL's single-threaded sgemm measured 105-144
+GFLOP/s at vgg-small's per-image convolution shapes (32 or 64 output channels
+by 288-576 by 224-840 positions) against OpenBLAS's 42-88 (2026-11-30,
+``benchmarks/README.md``). Both take the same Fortran arguments, so the compiled
+code only receives a different function address.
+
 Why not ``numpy.matmul``: NumPy's OpenBLAS keeps its own thread pool, whose
 threads spin for a while after each product. On a machine with few cores they
 then compete with Numba's OpenMP threads for the same cores and every kernel
 that follows a GEMM runs several times slower. Here the product is split into
 row blocks inside a Numba ``prange`` and each block is one single-threaded BLAS
-call (SciPy's OpenBLAS, through ``scipy.linalg.cython_blas``), so a training step
-uses one thread pool only.
+call (MKL's sequential layer, or SciPy's OpenBLAS through
+``scipy.linalg.cython_blas`` made single-threaded), so a training step uses one
+thread pool only.
 
 BLAS is column-major (Fortran). A row-major matrix is, to BLAS, its transpose,
 so ``C = op(A) @ op(B)`` (row-major) is computed as ``C^T = op(B)^T @ op(A)^T``
@@ -16,7 +25,12 @@ ACM TOMS 16(1); the row-major convention as in CBLAS's ``cblas_sgemm``).
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import functools
+import glob
+import os
+import sys
 
 import numpy as np
 from llvmlite import ir
@@ -24,22 +38,67 @@ from numba import njit, prange, types
 from numba.extending import get_cython_function_address, intrinsic
 from threadpoolctl import ThreadpoolController
 
-__all__ = ["gemm", "gemm_block", "single_threaded", "SGEMM", "DGEMM"]
+__all__ = ["gemm", "gemm_block", "gemm_address", "provider", "single_threaded", "PROVIDERS"]
 
-# Addresses of the Fortran-style entry points (every argument a pointer). They are
-# passed to the compiled code as integers, not baked into it, so it can be cached.
-SGEMM = get_cython_function_address("scipy.linalg.cython_blas", "sgemm")
-DGEMM = get_cython_function_address("scipy.linalg.cython_blas", "dgemm")
 _N, _T = ord("N"), ord("T")
+PROVIDERS = ("mkl", "openblas")
+
+
+def _mkl_library():
+    """The MKL runtime library (``libmkl_rt``) as a ctypes handle, or None where it is not installed."""
+    names = sorted(glob.glob(os.path.join(sys.prefix, "lib", "libmkl_rt.so*")), reverse=True)
+    names += [ctypes.util.find_library("mkl_rt")] if ctypes.util.find_library("mkl_rt") else []
+    for name in names:
+        try:
+            return ctypes.CDLL(name)
+        except OSError:
+            continue
+    return None
+
+
+@functools.cache
+def _provider() -> tuple[str, int, int]:
+    """(name, sgemm address, dgemm address) of the BLAS in use; set up on first use, not at import.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``SCRATCHCNN_BLAS``, or ``mkl`` asked for where it is not installed.
+    """
+    single_threaded()  # also for code that calls SciPy's BLAS inside Numba (np.dot in @njit)
+    wanted = os.environ.get("SCRATCHCNN_BLAS", "auto")
+    if wanted not in ("auto",) + PROVIDERS:
+        raise ValueError(f"SCRATCHCNN_BLAS={wanted!r}: expected one of auto, {', '.join(PROVIDERS)}")
+    if wanted in ("auto", "mkl"):
+        lib = _mkl_library()
+        if lib is not None:
+            lib.MKL_Set_Threading_Layer(1)  # MKL_THREADING_SEQUENTIAL: the threads are Numba's
+            address = lambda name: ctypes.cast(getattr(lib, name), ctypes.c_void_p).value  # noqa: E731
+            return "mkl", address("sgemm_"), address("dgemm_")
+        if wanted == "mkl":
+            raise ValueError("SCRATCHCNN_BLAS=mkl, but MKL's libmkl_rt is not installed (pip install mkl)")
+    # The Fortran-style entry points (every argument a pointer), passed to compiled code as
+    # integers rather than baked into it, so that it can be cached.
+    return ("openblas", get_cython_function_address("scipy.linalg.cython_blas", "sgemm"),
+            get_cython_function_address("scipy.linalg.cython_blas", "dgemm"))
+
+
+def provider() -> str:
+    """The BLAS the kernels call: "mkl" or "openblas"."""
+    return _provider()[0]
+
+
+def gemm_address(dtype) -> int:
+    """The address of ``sgemm`` (float32) or ``dgemm`` (float64) of the BLAS in use."""
+    return _provider()[1] if np.dtype(dtype) == np.float32 else _provider()[2]
 
 
 @functools.cache
 def single_threaded() -> None:
     """Make SciPy's OpenBLAS single-threaded, once per process: the parallelism is Numba's.
 
-    Called by ``kernels.numba_cpu.gemm`` before its first product rather than at
-    import, so that importing the backend changes no setting. NumPy's own BLAS
-    is left alone.
+    Called before the first product rather than at import, so that importing the
+    backend changes no setting. NumPy's own BLAS is left alone.
     """
     for lib in ThreadpoolController().lib_controllers:
         if lib.internal_api == "openblas" and "scipy.libs" in lib.filepath.replace("\\", "/"):
@@ -75,7 +134,7 @@ def gemm(a, b, trans_a, trans_b, out, tasks, address):
         output is cut along its longer side, so each thread reads only its share
         of the larger operand.
     address : int
-        ``SGEMM`` for float32 arrays, ``DGEMM`` for float64.
+        ``gemm_address(dtype)``: sgemm for float32 arrays, dgemm for float64.
     """
     m, n = out.shape
     k = a.shape[0] if trans_a else a.shape[1]

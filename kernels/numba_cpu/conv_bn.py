@@ -58,9 +58,8 @@ def _blas_scratch(dtype):
 
 
 def _address(dtype):
-    """BLAS's sgemm or dgemm, SciPy's OpenBLAS made single-threaded first (Numba's threads call it)."""
-    blas.single_threaded()
-    return blas.SGEMM if dtype == np.float32 else blas.DGEMM
+    """The BLAS sgemm or dgemm that Numba's threads call (``blas``)."""
+    return blas.gemm_address(dtype)
 
 
 class _Geometry:

@@ -22,8 +22,7 @@ def gemm(a, b, trans_a=False, trans_b=False, out=None):
         out = np.empty((m, n), a.dtype)
     check_out(out, (m, n), a.dtype, "gemm out")
     a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
-    blas.single_threaded()
-    address = blas.SGEMM if a.dtype == np.float32 else blas.DGEMM
+    address = blas.gemm_address(a.dtype)
     blas.gemm(a, b, bool(trans_a), bool(trans_b), out, numba.get_num_threads(), address)
     return out
 

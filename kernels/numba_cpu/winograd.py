@@ -159,8 +159,7 @@ def batched_gemm(a, b, trans_a=False, trans_b=False, out=None):
         out = np.empty(shape, a.dtype)
     check_out(out, shape, a.dtype, "batched_gemm out")
     a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
-    _blas.single_threaded()
-    address = _blas.SGEMM if a.dtype == np.float32 else _blas.DGEMM
+    address = _blas.gemm_address(a.dtype)
     _batched_gemm_core(a, b, bool(trans_a), bool(trans_b), out, address)
     return out
 

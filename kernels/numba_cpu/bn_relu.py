@@ -109,15 +109,20 @@ def _bn_relu_backward_core(dout, out, z, mean, inv_std, g, sums):
         sums[1, ch] = dot
 
 
+def _gradient_outputs(z, g, sums, what):
+    """``g`` (shape of ``z``) and ``sums`` (float64, (2, C)): the caller's, checked, or new."""
+    c = check_nchw(z, "z")[1]
+    g = np.empty_like(z) if g is None else g
+    sums = np.empty((2, c), np.float64) if sums is None else sums
+    check_out(g, z.shape, z.dtype, f"{what} g")
+    check_out(sums, (2, c), np.float64, f"{what} sums")
+    return g, sums
+
+
 def bn_relu_backward(dout, out, z, mean, inv_std, g=None, sums=None):
     """Gradient through ReLU and BN's two sums; see ``numpy_ref.bn_relu_backward``. Parallel over channels."""
-    n, c, h, w = check_nchw(z, "z")
-    if g is None:
-        g = np.empty_like(z)
-    if sums is None:
-        sums = np.empty((2, c), np.float64)
-    check_out(g, z.shape, z.dtype, "bn_relu_backward g")
-    check_out(sums, (2, c), np.float64, "bn_relu_backward sums")
+    g, sums = _gradient_outputs(z, g, sums, "bn_relu_backward")
+    n, c, h, w = z.shape
     shape = (n, c, h * w)
     _bn_relu_backward_core(dout.reshape(shape), out.reshape(shape), z.reshape(shape), mean, inv_std,
                            g.reshape(shape), sums)
@@ -149,12 +154,6 @@ def _bn_relu_pool_backward_core(dout, argmax, out, z, mean, inv_std, k, stride, 
 
 def bn_relu_pool_backward(dout, argmax, out, z, mean, inv_std, kernel_size, stride, g=None, sums=None):
     """Gradient through ReLU and the pooling, and BN's two sums; see ``numpy_ref.bn_relu_pool_backward``."""
-    n, c, h, w = check_nchw(z, "z")
-    if g is None:
-        g = np.empty_like(z)
-    if sums is None:
-        sums = np.empty((2, c), np.float64)
-    check_out(g, z.shape, z.dtype, "bn_relu_pool_backward g")
-    check_out(sums, (2, c), np.float64, "bn_relu_pool_backward sums")
+    g, sums = _gradient_outputs(z, g, sums, "bn_relu_pool_backward")
     _bn_relu_pool_backward_core(dout, argmax, out, z, mean, inv_std, kernel_size, stride, g, sums)
     return g, sums

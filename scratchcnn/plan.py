@@ -149,6 +149,17 @@ class FusedStep:
 
     _buffer = Layer._buffer  # reusable work arrays, as a layer's: allocated once per shape and dtype
 
+    def _constant(self, key, size, value, dtype):
+        """A (size,) vector filled with ``value`` on the step's backend, made once per size and dtype."""
+        vec = self._workspace.get(key)
+        if vec is None or vec.dtype != dtype or tuple(vec.shape) != (size,):
+            vec = self._workspace[key] = self.K.asarray(np.full(size, value, dtype))
+        return vec
+
+    def _bias(self, conv, dtype):
+        """``conv.params["b"]``, or a zero vector when the convolution has no bias."""
+        return conv.params["b"] if conv.bias else self._constant("zeros", conv.out_channels, 0.0, dtype)
+
     def forward(self, x, training=True):
         raise NotImplementedError
 
@@ -206,14 +217,6 @@ class ConvReLUPool(FusedStep):
         return K.col2im(dcols, cache["x_shape"], kh, kw, conv.stride, conv.padding,
                         out=self._buffer("dx", cache["x_shape"], dout.dtype))
 
-    def _bias(self, conv, dtype):
-        """``conv.params["b"]``, or a zero vector when the convolution has no bias."""
-        if conv.bias:
-            return conv.params["b"]
-        zero = self._workspace.get("zero_bias")
-        if zero is None or zero.dtype != dtype:
-            zero = self._workspace["zero_bias"] = self.K.zeros((conv.out_channels,), dtype)
-        return zero
 
 
 class ConvBNReLU(FusedStep):
@@ -251,7 +254,7 @@ class ConvBNReLU(FusedStep):
         n = x.shape[0]
         c, h, w = conv.output_shape(x.shape[1:])
         gamma, beta = bn.params["gamma"], bn.params["beta"]
-        bias = conv.params["b"] if conv.bias else self._constant("zeros", c, 0.0, dtype)
+        bias = self._bias(conv, dtype)
         if training:
             stats = self._buffer("stats", (2, c), np.float64)
             z, _ = K.conv2d_forward(x, conv.params["W"], self._constant("ones", c, 1.0, dtype), bias, False,
@@ -288,8 +291,9 @@ class ConvBNReLU(FusedStep):
         if pool is None:
             return z
         shape = (n,) + pool.output_shape((c, h, w))
-        return K.bn_relu_pool_forward(z, self._constant("ones", c, 1.0, dtype), self._constant("zeros", c, 0.0, dtype),
-                                      pool.kernel_size, pool.stride, out=self._buffer("out", shape, dtype),
+        ones, zeros = self._constant("ones", c, 1.0, dtype), self._constant("zeros", c, 0.0, dtype)
+        return K.bn_relu_pool_forward(z, ones, zeros, pool.kernel_size, pool.stride,
+                                      out=self._buffer("out", shape, dtype),
                                       argmax=self._buffer("argmax", shape, np.int8))[0]
 
     def backward(self, dout):
@@ -324,13 +328,6 @@ class ConvBNReLU(FusedStep):
                                   dw=conv.grads["W"], dx=self._buffer("dx", x.shape, dtype)
                                   if conv.requires_input_grad else None)
         return dx
-
-    def _constant(self, key, size, value, dtype):
-        """A (size,) vector filled with ``value``, made once."""
-        vec = self._workspace.get(key)
-        if vec is None or vec.dtype != dtype or vec.shape != (size,):
-            vec = self._workspace[key] = np.full(size, value, dtype)
-        return vec
 
 
 def tile_size(conv, height: int, width: int):
@@ -387,7 +384,7 @@ class WinogradConv(FusedStep):
         u = K.winograd_filter_transform(conv.params["W"], m, out=self._buffer("u", (a2, c_out, c_in), x.dtype))
         v = K.winograd_input_transform(x, m, pad, out=self._buffer("v", (a2, c_in, tiles), x.dtype))
         mt = K.batched_gemm(u, v, out=self._buffer("m", (a2, c_out, tiles), x.dtype))
-        bias = conv.params["b"] if conv.bias else self._zeros(c_out, x.dtype)
+        bias = self._bias(conv, x.dtype)
         out = K.winograd_output_transform(mt, bias, n, h_out, w_out, m,
                                           out=self._buffer("out", (n, c_out, h_out, w_out), x.dtype))
         self._cache = {"fallback": False, "u": u, "v": v, "m": m, "x_shape": tuple(x.shape)}
@@ -411,11 +408,6 @@ class WinogradConv(FusedStep):
         dv = K.batched_gemm(u, dm, trans_a=True, out=v)  # V is spent once dU is known: it takes dV
         return K.winograd_input_adjoint(dv, x_shape, m, conv.padding, out=self._buffer("dx", x_shape, dout.dtype))
 
-    def _zeros(self, size, dtype):
-        zero = self._workspace.get("zero_bias")
-        if zero is None or zero.dtype != dtype:
-            zero = self._workspace["zero_bias"] = self.K.zeros((size,), dtype)
-        return zero
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ def _valid_range(out_size, size, offset, stride, padding):
 def unfold_plane(plane, kh, kw, stride, padding, h_out, w_out, cols, row0, col0):
     """im2col of one (H, W) input plane: rows ``row0 .. row0 + kh*kw`` of ``cols``, columns ``col0 ..``.
 
-    Shared by the batched ``im2col`` and the per-image convolution (``conv_bn``).
+    One input plane's share of ``im2col``, so that each parallel task writes only its own rows.
     """
     h, w = plane.shape
     p = h_out * w_out

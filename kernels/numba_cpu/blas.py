@@ -84,12 +84,12 @@ def _provider() -> tuple[str, int, int]:
 
 
 def provider() -> str:
-    """The BLAS the kernels call: "mkl" or "openblas"."""
+    """The BLAS the kernels call: "mkl" or "openblas" (ValueError for a bad ``SCRATCHCNN_BLAS``)."""
     return _provider()[0]
 
 
 def gemm_address(dtype) -> int:
-    """The address of ``sgemm`` (float32) or ``dgemm`` (float64) of the BLAS in use."""
+    """The address of ``sgemm`` (float32) or ``dgemm`` (float64) of the BLAS in use (errors: ``provider``)."""
     return _provider()[1] if np.dtype(dtype) == np.float32 else _provider()[2]
 
 

@@ -28,7 +28,9 @@ backward reads it, never stored.
 
 This module is the definition the fast backends are held to: each function is
 the reference kernels of ``conv``, ``gemm``, ``pool`` and ``activation`` put
-together. Statistics are float64 arrays of shape (2, C).
+together. Statistics are float64 arrays of shape (2, C). Every kernel raises
+ValueError, naming the array, when a caller's ``out``-style array (``out``, ``g``,
+``sums``, ``stats``, ``dw``, ``dx``, ``argmax``) has the wrong shape or dtype.
 """
 from __future__ import annotations
 
@@ -77,6 +79,11 @@ def conv2d_forward(x, w, scale, shift, relu, stride=1, padding=0, out=None, stat
     Returns
     -------
     out, stats : the output, and ``stats`` (None when not asked for)
+
+    Raises
+    ------
+    ValueError
+        If ``out`` or ``stats`` has the wrong shape or dtype, or ``x`` is not 4-D.
 
     Notes
     -----
@@ -127,6 +134,11 @@ def conv2d_backward(g, z, g_scale, z_scale, shift, x, w, stride=1, padding=0, in
     -------
     dw : ``sum over images of dz ⋆ x`` (the weight gradient, GEMM ``dz @ cols^T``)
     dx : ``col2im(w^T @ dz)``, or None without ``input_grad``
+
+    Raises
+    ------
+    ValueError
+        If ``dw`` or ``dx`` has the wrong shape or dtype, or ``x`` is not 4-D.
     """
     n, c, h, wd = check_nchw(x)
     f = w.shape[0]

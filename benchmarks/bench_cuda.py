@@ -83,7 +83,7 @@ def fashion():
 
 
 def _scratchcnn_epoch(x, y, batch):
-    from scratchcnn.training import Trainer
+    from scratchcnn.engine.training import Trainer
 
     warm = workloads.default_model("cuda")  # compiles every kernel once, outside the timed epoch
     Trainer(warm, batch_size=batch, progress=False, log=lambda _: None).fit(x[:2 * batch], y[:2 * batch], 1)

@@ -22,7 +22,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # run as a script: find workloads.py
 
 import workloads  # noqa: E402
-from scratchcnn.profiling import time_calls, train_step  # noqa: E402
+from scratchcnn.engine.profiling import time_calls, train_step  # noqa: E402
 
 # 0: everything trains; 4: conv1 block and conv2 frozen; 6: both convolution blocks frozen.
 VARIANTS = {"none": 0, "conv1 block + conv2": 4, "both conv blocks": 6}

@@ -177,7 +177,7 @@ VGG_CONVS = {"vgg.conv0": (1, 28, 32, False), "vgg.conv1": (32, 28, 32, True),
 
 
 def _conv_bn_cases(tag, c_in, h, c_out, pooled):
-    """The kernels of one fused ConvBNReLU step (scratchcnn.plan) at vgg-small's shapes, batch 64."""
+    """The kernels of one fused ConvBNReLU step (scratchcnn.nn.plan) at vgg-small's shapes, batch 64."""
     shape, pool = (B, c_out, h, h), (B, c_out, h // 2, h // 2)
 
     def conv2d_forward(K, rng):

@@ -6,7 +6,7 @@ Runs ``python -m scratchcnn.train --dataset digits --epochs 1 --no-progress``
 twice with ``NUMBA_CACHE_DIR`` pointing to a fresh temporary folder: the first
 (cold) run compiles every kernel it uses and writes the cache, the second (warm)
 loads them and should compile nothing. Each run is a new process, timed from
-its start to its exit; inside it ``scratchcnn.profiling.CompileLog`` records what
+its start to its exit; inside it ``scratchcnn.engine.profiling.CompileLog`` records what
 Numba compiled and for how long.
 """
 from __future__ import annotations
@@ -74,7 +74,7 @@ def format_starts(starts: dict[str, dict]) -> str:
 def _child(report: str, args: list[str]) -> int:
     """Inside the timed process: run the CLI under a CompileLog and write what it recorded."""
     from scratchcnn import train
-    from scratchcnn.profiling import CompileLog
+    from scratchcnn.engine.profiling import CompileLog
 
     with CompileLog() as log:
         code = train.main(args)

@@ -30,7 +30,7 @@ import numpy as np
 import workloads
 from bench_train_step import assert_same_network
 from cli_start import cold_and_warm, format_starts
-from scratchcnn.profiling import LayerTime, format_profile
+from scratchcnn.engine.profiling import LayerTime, format_profile
 from worker import Worker
 
 LABELS = {"numpy": "numpy", "cpu": "cpu (Numba)", "torch": "PyTorch CPU",

@@ -27,11 +27,11 @@ import torch
 from torch import nn
 
 from scratchcnn.data import load_dataset
-from scratchcnn.losses import SoftmaxCrossEntropy
-from scratchcnn.optimizers import Adam
-from scratchcnn.presets import build_model
-from scratchcnn.run import make_augment
-from scratchcnn.schedules import learning_rate
+from scratchcnn.nn.losses import SoftmaxCrossEntropy
+from scratchcnn.nn.optimizers import Adam
+from scratchcnn.nn.presets import build_model
+from scratchcnn.apps.run import make_augment
+from scratchcnn.engine.schedules import learning_rate
 from torch_twin import TorchTwin
 
 
@@ -77,7 +77,7 @@ def main(argv=None) -> dict:
     n, steps = len(y), math.ceil(len(y) / args.batch_size)
     train_seconds = 0.0
     for epoch in range(args.epochs):
-        order = np.random.default_rng([args.seed, epoch]).permutation(n)  # as scratchcnn.training.Trainer
+        order = np.random.default_rng([args.seed, epoch]).permutation(n)  # as scratchcnn.engine.training.Trainer
         t0 = time.perf_counter()
         for step in range(steps):
             idx = order[step * args.batch_size:(step + 1) * args.batch_size]

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from scratchcnn.layers import BatchNorm1D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
+from scratchcnn.nn.layers import BatchNorm1D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
 
 __all__ = ["TorchTwin"]
 

@@ -124,7 +124,7 @@ def compute_threads(model_dir: str, images: list[bytes], n: int, backend: str) -
     """Median and p95 of ServedModel.predict(details=True): one kernel thread vs Numba's default."""
     import numba
 
-    from scratchcnn.web import service
+    from scratchcnn.apps.web import service
 
     served = service.load_served([model_dir], backend=backend)
     entry = next(iter(served.values()))

@@ -128,13 +128,13 @@ class _Contender:
         import numpy as np
 
         import workloads
-        from scratchcnn import profiling
+        from scratchcnn.engine import profiling
 
         self.name, self.np, self.profiling = name, np, profiling
         if name == "cpu":
             # Before set_num_threads starts the OpenMP runtime, which reads its settings only then:
             # the GOMP_SPINCOUNT default of scratchcnn's command-line tools must be in place by that moment.
-            from scratchcnn.cli import set_openmp_defaults
+            from scratchcnn.apps.cli import set_openmp_defaults
 
             set_openmp_defaults()
         numba.set_num_threads(threads)
@@ -161,12 +161,12 @@ class _Contender:
             K = model.K
             xb, yb, stats = K.asarray(self.x), K.asarray(self.y), K.zeros((2,), np.float64)
             net["train"] = lambda: profiling.train_step(model, xb, yb, stats)
-            from scratchcnn.layers import BatchNorm2D
+            from scratchcnn.nn.layers import BatchNorm2D
 
             unfused_bn = any(isinstance(step, BatchNorm2D) for step in model.plan)
             if self.name == "cpu" and unfused_bn:
                 # Inference as a deployment would run it: batch norm folded into the layer before it,
-                # once, from the weights and statistics the training rounds left (scratchcnn.folding).
+                # once, from the weights and statistics the training rounds left (scratchcnn.nn.folding).
                 net["infer"] = lambda: self._folded(network).forward(xb, training=False)
             else:
                 # Fused ConvBNReLU steps fold the running statistics into the convolution's epilogue
@@ -179,7 +179,7 @@ class _Contender:
     def _folded(self, network: str):
         net = self.nets[network]
         if "folded" not in net:
-            from scratchcnn.folding import fold_batchnorm
+            from scratchcnn.nn.folding import fold_batchnorm
 
             net["folded"] = fold_batchnorm(net["model"])
         return net["folded"]

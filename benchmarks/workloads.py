@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from scratchcnn.losses import SoftmaxCrossEntropy
-from scratchcnn.optimizers import Adam
-from scratchcnn.presets import build_model
-from scratchcnn.profiling import synthetic_batch
+from scratchcnn.nn.losses import SoftmaxCrossEntropy
+from scratchcnn.nn.optimizers import Adam
+from scratchcnn.nn.presets import build_model
+from scratchcnn.engine.profiling import synthetic_batch
 
 __all__ = ["BATCH", "INPUT_SHAPE", "NUM_CLASSES", "SEED", "NETWORKS", "default_model", "default_batch",
            "reference_check"]
@@ -48,7 +48,7 @@ def reference_check(model, x, y) -> dict[str, np.ndarray]:
     "<layer>.<buffer>": running statistic, "logits": (64, 10)}``. Weights are unchanged;
     running statistics have taken one update, as the PyTorch twin's.
     """
-    from scratchcnn.layers import Dropout
+    from scratchcnn.nn.layers import Dropout
 
     K = model.K
     xb, yb = K.asarray(x), K.asarray(y)

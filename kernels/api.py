@@ -41,7 +41,7 @@ KERNELS = (
 )
 
 # Optional: Winograd convolution F(m x m, 3 x 3) (Lavin & Gray, 2016; kernels/numpy_ref/winograd.py).
-# A backend that defines these says so with WINOGRAD = True; scratchcnn.plan uses them only then.
+# A backend that defines these says so with WINOGRAD = True; scratchcnn.nn.plan uses them only then.
 WINOGRAD_KERNELS = (
     "winograd_filter_transform", "winograd_input_transform", "batched_gemm", "winograd_output_transform",
     "winograd_output_adjoint", "winograd_input_adjoint", "winograd_filter_adjoint",
@@ -56,7 +56,7 @@ CONV_BN_KERNELS = (
 CAPABILITIES = (
     "name",             # str: "numpy", "cpu" or "cuda", for messages and files (never to branch on)
     "SYNC_EVERY",       # int: training steps between reads of the loss to the host (a read drains a GPU's queue)
-    "FUSE_BY_DEFAULT",  # bool: whether models run fused kernels (scratchcnn.plan) unless told otherwise
+    "FUSE_BY_DEFAULT",  # bool: whether models run fused kernels (scratchcnn.nn.plan) unless told otherwise
     "COMPILES",         # bool: whether kernels are compiled on first use (so a warm-up step is worth it)
     "WINOGRAD",         # bool: whether the backend defines WINOGRAD_KERNELS
     "CONV_BN",          # bool: whether the backend defines CONV_BN_KERNELS

@@ -4,7 +4,7 @@ The test split of the data set named in the model file is standardised with the
 model's stored ``normalization`` (exactly as in training), evaluated, and
 ``metrics.json``, ``confusion_matrix.png`` and ``samples.png`` are written, plus
 ``history.csv`` and ``curves.png`` from the run's checkpoint when there is one
-(``scratchcnn.report.write_test_report``). They go to ``RUN_DIR/evaluation/``
+(``scratchcnn.apps.report.write_test_report``). They go to ``RUN_DIR/evaluation/``
 (or ``--out``), so the files the training run wrote are never overwritten.
 
 Examples
@@ -20,15 +20,15 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import kernels
-from scratchcnn import cli
-from scratchcnn.checkpoint import CHECKPOINT_FORMAT
+from scratchcnn.apps import cli
+from scratchcnn.files.checkpoint import CHECKPOINT_FORMAT
 from scratchcnn.data import DATASET_NAMES, DataSplits, load_raw, normalize
 from scratchcnn.errors import ConfigError, ModelFileError
-from scratchcnn.loading import resolve_model_file
-from scratchcnn.runfolder import RunFolder, remove_temporaries
-from scratchcnn.report import write_test_report
-from scratchcnn.serialization import CHECKPOINT_FILE, EVALUATION_DIR, MODEL_FILE, load_model, read_archive
-from scratchcnn.training import TrainState
+from scratchcnn.files.loading import resolve_model_file
+from scratchcnn.files.runfolder import RunFolder, remove_temporaries
+from scratchcnn.apps.report import write_test_report
+from scratchcnn.files.serialization import CHECKPOINT_FILE, EVALUATION_DIR, MODEL_FILE, load_model, read_archive
+from scratchcnn.engine.training import TrainState
 
 __all__ = ["load_test_split", "run_history", "evaluate_saved_model", "main"]
 

@@ -37,11 +37,11 @@ from pathlib import Path
 
 import numpy as np
 
-from scratchcnn import cli
+from scratchcnn.apps import cli
 from scratchcnn.errors import ConfigError
-from scratchcnn.fileio import atomic_write
-from scratchcnn.layers import BatchNorm1D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
-from scratchcnn.loading import load_saved_model
+from scratchcnn.files.fileio import atomic_write
+from scratchcnn.nn.layers import BatchNorm1D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
+from scratchcnn.files.loading import load_saved_model
 
 __all__ = ["OPSET", "to_onnx", "export_model", "main"]
 

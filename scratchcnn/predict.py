@@ -1,7 +1,7 @@
 """``python -m scratchcnn.predict``: classify image files (PNG, JPEG, TIFF, ...) with a trained model.
 
 Each image is decoded and made to look like the training data by
-``scratchcnn.images`` (``load_image``, then ``preprocess_image``: inverted if its
+``scratchcnn.data.images`` (``load_image``, then ``preprocess_image``: inverted if its
 background is light, cropped to the object and framed like the data set's images,
 standardised with the model file's normalisation; its docstring lists the steps
 and their sources). Images are read, classified and printed one at a time, so
@@ -22,11 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 
 import kernels
-from scratchcnn import cli
+from scratchcnn.apps import cli
 from scratchcnn.errors import ConfigError, DataError
-from scratchcnn.images import load_image, preprocess_image
-from scratchcnn.loading import load_saved_model
-from scratchcnn.serialization import MODEL_FILE
+from scratchcnn.data.images import load_image, preprocess_image
+from scratchcnn.files.loading import load_saved_model
+from scratchcnn.files.serialization import MODEL_FILE
 
 __all__ = ["Prediction", "predict_image", "predict_images", "format_prediction", "main"]
 
@@ -53,7 +53,7 @@ def _check(model, meta: dict, top_k: int) -> None:
 
 
 def predict_image(model, meta: dict, path, top_k: int = 3) -> Prediction:
-    """Classify one image file with a model from ``scratchcnn.loading.load_saved_model``.
+    """Classify one image file with a model from ``scratchcnn.files.loading.load_saved_model``.
 
     Raises
     ------

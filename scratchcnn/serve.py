@@ -17,7 +17,7 @@ import socket
 import sys
 
 import kernels
-from scratchcnn import cli
+from scratchcnn.apps import cli
 from scratchcnn.errors import ConfigError
 
 __all__ = ["build_parser", "main"]
@@ -59,8 +59,8 @@ def _main(argv) -> int:
               f"install it with: {INSTALL}", file=sys.stderr)
         return cli.EXIT_ERROR
 
-    from scratchcnn.web.app import create_app
-    from scratchcnn.web.service import Limits, load_served
+    from scratchcnn.apps.web.app import create_app
+    from scratchcnn.apps.web.service import Limits, load_served
 
     sock = _listen(args.host, args.port)  # first: a taken port fails before the models load
     models = load_served(args.model, backend=args.backend, replicas=args.replicas)

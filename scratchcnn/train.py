@@ -1,6 +1,6 @@
 """``python -m scratchcnn.train``: train a CNN, evaluate it on the test set, write the run folder.
 
-This module only parses and checks the arguments; ``scratchcnn.run`` does the run
+This module only parses and checks the arguments; ``scratchcnn.apps.run`` does the run
 (``start_run``, or ``resume_run`` for ``--resume``).
 
 Examples
@@ -15,15 +15,15 @@ from __future__ import annotations
 import sys
 
 import kernels
-from scratchcnn import cli
+from scratchcnn.apps import cli
 from scratchcnn.data import DATASET_NAMES
 from scratchcnn.errors import ConfigError, TrainingDiverged
-from scratchcnn.loading import resolve_model_file
-from scratchcnn.presets import PRESETS
-from scratchcnn.run import DEFAULT_EPOCHS, RESUME_OPTIONS, RUN_OPTIONS, resume_run, start_run
-from scratchcnn.schedules import SCHEDULES
-from scratchcnn.serialization import BEST_MODEL_FILE, CHECKPOINT_FILE
-from scratchcnn.transfer import parse_layer_choice
+from scratchcnn.files.loading import resolve_model_file
+from scratchcnn.nn.presets import PRESETS
+from scratchcnn.apps.run import DEFAULT_EPOCHS, RESUME_OPTIONS, RUN_OPTIONS, resume_run, start_run
+from scratchcnn.engine.schedules import SCHEDULES
+from scratchcnn.files.serialization import BEST_MODEL_FILE, CHECKPOINT_FILE
+from scratchcnn.files.transfer import parse_layer_choice
 
 __all__ = ["main", "build_parser", "config_from_args", "DEFAULT_EPOCHS"]
 
@@ -77,7 +77,7 @@ def build_parser() -> cli.ArgumentParser:
 
 
 def config_from_args(args) -> dict:
-    """The run options (``scratchcnn.run.RUN_OPTIONS``) of a new run, checked.
+    """The run options (``scratchcnn.apps.run.RUN_OPTIONS``) of a new run, checked.
 
     Raises
     ------

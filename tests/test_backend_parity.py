@@ -189,8 +189,8 @@ def test_optimizer_steps(backend, rng):
 
 
 def _model(preset, backend, optimizer):
-    from scratchcnn.losses import SoftmaxCrossEntropy
-    from scratchcnn.presets import build_model
+    from scratchcnn.nn.losses import SoftmaxCrossEntropy
+    from scratchcnn.nn.presets import build_model
 
     model = build_model(preset, (1, 28, 28), 10, seed=3, backend=backend)
     return model.compile(optimizer, SoftmaxCrossEntropy())
@@ -200,7 +200,7 @@ def _model(preset, backend, optimizer):
 @pytest.mark.parametrize("preset", ["classic", "vgg-small"])
 def test_whole_network_forward_and_backward(backend, preset, rng):
     """One training-mode forward and backward pass (fused on the compiled backend): same loss and gradients."""
-    from scratchcnn.optimizers import SGD
+    from scratchcnn.nn.optimizers import SGD
 
     x = rng.standard_normal((16, 1, 28, 28)).astype(np.float32)
     y = rng.integers(0, 10, 16)
@@ -224,8 +224,8 @@ def test_training_steps_match_the_reference(backend, rng):
     weight whose gradient is pure round-off it turns 1e-9 differences into lr-sized
     steps of either sign. (``test_optimizer_steps`` holds the Adam kernel itself.)
     """
-    from scratchcnn.optimizers import SGD
-    from scratchcnn.training import Trainer
+    from scratchcnn.nn.optimizers import SGD
+    from scratchcnn.engine.training import Trainer
 
     x = rng.standard_normal((40, 1, 28, 28)).astype(np.float32)
     y = rng.integers(0, 10, 40)

@@ -4,13 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import scratchcnn.layers.batchnorm as bn_module
-from scratchcnn.layers import BatchNorm1D, BatchNorm2D
-from scratchcnn.losses import SoftmaxCrossEntropy
-from scratchcnn.optimizers import Adam
-from scratchcnn.presets import build_model
-from scratchcnn.serialization import load_model, save_model
-from scratchcnn.training import Trainer
+import scratchcnn.nn.layers.batchnorm as bn_module
+from scratchcnn.nn.layers import BatchNorm1D, BatchNorm2D
+from scratchcnn.nn.losses import SoftmaxCrossEntropy
+from scratchcnn.nn.optimizers import Adam
+from scratchcnn.nn.presets import build_model
+from scratchcnn.files.serialization import load_model, save_model
+from scratchcnn.engine.training import Trainer
 
 # vgg-small (four BatchNorm2D and one BatchNorm1D) on 5,000 real Fashion-MNIST images (4,500 after
 # the validation split), one epoch, Adam 1e-3, seed 0: 0.807 test accuracy, loss 0.53. With a

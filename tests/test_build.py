@@ -8,11 +8,11 @@ import pytest
 
 import kernels
 from scratchcnn import train
-from scratchcnn.losses import SoftmaxCrossEntropy
-from scratchcnn.model import Sequential
-from scratchcnn.optimizers import Adam
-from scratchcnn.presets import build_model, classic, vgg_small
-from scratchcnn.profiling import synthetic_batch
+from scratchcnn.nn.losses import SoftmaxCrossEntropy
+from scratchcnn.nn.model import Sequential
+from scratchcnn.nn.optimizers import Adam
+from scratchcnn.nn.presets import build_model, classic, vgg_small
+from scratchcnn.engine.profiling import synthetic_batch
 from tests.conftest import host_backends
 
 
@@ -43,9 +43,9 @@ def test_the_cli_backend_option_wins_over_an_unusable_environment_variable(monke
 
 def test_constructors_touch_no_backend(monkeypatch):
     """Layers, the loss and the optimizers make host arrays only: the backend is build's business."""
-    from scratchcnn.layers import LAYER_CLASSES
-    from scratchcnn.losses import SoftmaxCrossEntropy
-    from scratchcnn.optimizers import SGD, Adam
+    from scratchcnn.nn.layers import LAYER_CLASSES
+    from scratchcnn.nn.losses import SoftmaxCrossEntropy
+    from scratchcnn.nn.optimizers import SGD, Adam
 
     def refuse(*args, **kwargs):
         raise AssertionError("a constructor called kernels.get()")

@@ -9,7 +9,7 @@ from PIL import Image
 
 from scratchcnn.data import datasets as datasets_module
 from scratchcnn.evaluate import main as evaluate_main
-from scratchcnn.serialization import load_model
+from scratchcnn.files.serialization import load_model
 from scratchcnn.train import main as train_main
 from tests import cifar_fake
 
@@ -57,7 +57,7 @@ def test_evaluate_reproduces_the_run_and_the_samples_are_in_colour(cifar_run):
 
 
 def test_colour_augmentation_is_a_padded_random_crop_with_per_channel_black():
-    from scratchcnn.augment import Augment
+    from scratchcnn.engine.augment import Augment
 
     x = np.random.default_rng(0).standard_normal((64, 3, 8, 8)).astype(np.float32)
     black = (-1.0, -2.0, -3.0)

@@ -15,13 +15,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scratchcnn import cli, evaluate, images, predict, train
-from scratchcnn.checkpoint import load_checkpoint, save_checkpoint
-from scratchcnn.losses import SoftmaxCrossEntropy
-from scratchcnn.optimizers import Adam
-from scratchcnn.presets import build_model
-from scratchcnn.serialization import load_model, save_model
-from scratchcnn.training import Trainer
+from scratchcnn.apps import cli
+from scratchcnn import evaluate, predict, train
+from scratchcnn.data import images
+from scratchcnn.files.checkpoint import load_checkpoint, save_checkpoint
+from scratchcnn.nn.losses import SoftmaxCrossEntropy
+from scratchcnn.nn.optimizers import Adam
+from scratchcnn.nn.presets import build_model
+from scratchcnn.files.serialization import load_model, save_model
+from scratchcnn.engine.training import Trainer
 
 TRAIN = "python -m scratchcnn.train: error: "
 

@@ -29,14 +29,14 @@ CHILD = r"""
 import json
 import numpy as np
 from numba.core.dispatcher import Dispatcher
-from scratchcnn.profiling import CompileLog
+from scratchcnn.engine.profiling import CompileLog
 
 with CompileLog() as log:
     import kernels.numba_cpu as cpu
-    from scratchcnn.losses import SoftmaxCrossEntropy
-    from scratchcnn.optimizers import SGD, Adam
-    from scratchcnn.presets import build_model
-    from scratchcnn.profiling import synthetic_batch, train_step
+    from scratchcnn.nn.losses import SoftmaxCrossEntropy
+    from scratchcnn.nn.optimizers import SGD, Adam
+    from scratchcnn.nn.presets import build_model
+    from scratchcnn.engine.profiling import synthetic_batch, train_step
 
     x, y = synthetic_batch((1, 8, 8), 12, 10, seed=0)
     model = build_model("classic", (1, 8, 8), 10, seed=0, backend="cpu")

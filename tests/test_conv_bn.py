@@ -7,11 +7,11 @@ import pytest
 
 import kernels
 from kernels import numpy_ref as R
-from scratchcnn.gradcheck import numerical_grad, rel_error
-from scratchcnn.layers import BatchNorm2D, Conv2D, Dense, Flatten, MaxPool2D, ReLU
-from scratchcnn.losses import SoftmaxCrossEntropy
-from scratchcnn.model import Sequential
-from scratchcnn.plan import ConvBNReLU
+from scratchcnn.nn.gradcheck import numerical_grad, rel_error
+from scratchcnn.nn.layers import BatchNorm2D, Conv2D, Dense, Flatten, MaxPool2D, ReLU
+from scratchcnn.nn.losses import SoftmaxCrossEntropy
+from scratchcnn.nn.model import Sequential
+from scratchcnn.nn.plan import ConvBNReLU
 from tests.conftest import host_backends
 
 COMPILED = [b for b in host_backends() if b != "numpy" and kernels.get(b).CONV_BN]
@@ -150,7 +150,7 @@ def test_network_gradients_through_the_fused_block_in_float64(backend, bias, rng
 @pytest.mark.parametrize("backend", COMPILED)
 def test_inference_folds_the_running_statistics_into_the_convolution(backend, rng):
     """After training steps (non-trivial running statistics) the fused inference path gives the unfused logits."""
-    from scratchcnn.optimizers import SGD
+    from scratchcnn.nn.optimizers import SGD
 
     fused, plain = _network(backend, np.float32, True), _network(backend, np.float32, True, fuse=False)
     assert not any(isinstance(s, ConvBNReLU) for s in plain.plan)

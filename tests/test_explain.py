@@ -1,4 +1,4 @@
-"""scratchcnn.explain: saliency against central differences, feature maps and unit breakdowns
+"""scratchcnn.engine.explain: saliency against central differences, feature maps and unit breakdowns
 against the framework's own outputs."""
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from tests.conftest import host_backends
-from scratchcnn import explain
-from scratchcnn.gradcheck import numerical_grad, rel_error
-from scratchcnn.layers import (BatchNorm1D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D,
+from scratchcnn.engine import explain
+from scratchcnn.nn.gradcheck import numerical_grad, rel_error
+from scratchcnn.nn.layers import (BatchNorm1D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D,
                                ReLU)
-from scratchcnn.model import Sequential
+from scratchcnn.nn.model import Sequential
 
 
 def small_model(backend, dtype=np.float64, seed=0):

@@ -12,11 +12,11 @@ ort = pytest.importorskip("onnxruntime")
 
 from scratchcnn.export import OPSET, main, to_onnx  # noqa: E402
 from scratchcnn.errors import ConfigError  # noqa: E402
-from scratchcnn.losses import SoftmaxCrossEntropy  # noqa: E402
-from scratchcnn.optimizers import Adam  # noqa: E402
-from scratchcnn.presets import build_model  # noqa: E402
-from scratchcnn.serialization import load_model, save_model  # noqa: E402
-from scratchcnn.training import Trainer, predict_logits  # noqa: E402
+from scratchcnn.nn.losses import SoftmaxCrossEntropy  # noqa: E402
+from scratchcnn.nn.optimizers import Adam  # noqa: E402
+from scratchcnn.nn.presets import build_model  # noqa: E402
+from scratchcnn.files.serialization import load_model, save_model  # noqa: E402
+from scratchcnn.engine.training import Trainer, predict_logits  # noqa: E402
 
 TOLERANCE = 1e-5  # of the largest |logit|, as the issue asks
 TEST_IMAGES = 256

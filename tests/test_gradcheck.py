@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scratchcnn.gradcheck import check_layer, numerical_grad, rel_error
-from scratchcnn.layers import (LAYER_CLASSES, BatchNorm1D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten,
+from scratchcnn.nn.gradcheck import check_layer, numerical_grad, rel_error
+from scratchcnn.nn.layers import (LAYER_CLASSES, BatchNorm1D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten,
                                MaxPool2D, ReLU)
-from scratchcnn.losses import SoftmaxCrossEntropy
-from scratchcnn.model import Sequential
+from scratchcnn.nn.losses import SoftmaxCrossEntropy
+from scratchcnn.nn.model import Sequential
 from tests.conftest import host_backends
 
 TOL = 1e-6  # relative error; a correct float64 gradient is typically 1e-8 or better
@@ -116,7 +116,7 @@ def _sampled_check(model, x, y, rng, samples=12, h=1e-5):
 @pytest.mark.parametrize("preset", ["classic", "vgg-small"])
 def test_whole_network_end_to_end_through_the_loss(preset, backend, rng):
     """The default network (fused on compiled backends) with its loss, parameters sampled, in float64."""
-    from scratchcnn.presets import PRESETS
+    from scratchcnn.nn.presets import PRESETS
 
     shape = (1, 12, 12) if preset == "vgg-small" else (1, 16, 16)
     model = Sequential(PRESETS[preset](shape, 10), input_shape=shape, seed=0, backend=backend)

@@ -1,4 +1,4 @@
-"""``scratchcnn.images``: decoding 8-bit, 16-bit and float images to the same [0, 1] intensities."""
+"""``scratchcnn.data.images``: decoding 8-bit, 16-bit and float images to the same [0, 1] intensities."""
 from __future__ import annotations
 
 import io
@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from scratchcnn.errors import DataError
-from scratchcnn.images import load_image, preprocess_image
+from scratchcnn.data.images import load_image, preprocess_image
 
 
 @pytest.fixture

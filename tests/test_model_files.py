@@ -15,14 +15,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scratchcnn.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from scratchcnn.files.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from scratchcnn.errors import ModelFileError, OutputError
-from scratchcnn.fileio import atomic_write
-from scratchcnn.losses import SoftmaxCrossEntropy
-from scratchcnn.optimizers import Adam
-from scratchcnn.presets import build_model
-from scratchcnn.serialization import MODEL_FORMAT, load_model, read_archive, save_model, write_archive
-from scratchcnn.training import Trainer
+from scratchcnn.files.fileio import atomic_write
+from scratchcnn.nn.losses import SoftmaxCrossEntropy
+from scratchcnn.nn.optimizers import Adam
+from scratchcnn.nn.presets import build_model
+from scratchcnn.files.serialization import MODEL_FORMAT, load_model, read_archive, save_model, write_archive
+from scratchcnn.engine.training import Trainer
 
 NAMES = [f"class {i}" for i in range(10)]
 NORM = {"mean": 0.3, "std": 0.4, "scale": 16.0}
@@ -232,7 +232,7 @@ def test_kill_9_during_a_write_keeps_the_old_file(tmp_path):
     """A process SIGKILLed while writing: the target still holds the complete old bytes."""
     target = tmp_path / "checkpoint.npz"
     target.write_bytes(b"old checkpoint")
-    script = ("import os, signal, sys; from scratchcnn.fileio import atomic_write\n"
+    script = ("import os, signal, sys; from scratchcnn.files.fileio import atomic_write\n"
               "def write(f):\n    f.write(b'new, half'); f.flush(); os.kill(os.getpid(), signal.SIGKILL)\n"
               "atomic_write(sys.argv[1], write)\n")
     result = subprocess.run([sys.executable, "-c", script, str(target)], capture_output=True, timeout=60)

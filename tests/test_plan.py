@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 
 import kernels
-from scratchcnn import plan as plan_module
-from scratchcnn.layers import BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
-from scratchcnn.losses import SoftmaxCrossEntropy
-from scratchcnn.model import Sequential
-from scratchcnn.optimizers import Adam
-from scratchcnn.profiling import synthetic_batch
+from scratchcnn.nn import plan as plan_module
+from scratchcnn.nn.layers import BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
+from scratchcnn.nn.losses import SoftmaxCrossEntropy
+from scratchcnn.nn.model import Sequential
+from scratchcnn.nn.optimizers import Adam
+from scratchcnn.engine.profiling import synthetic_batch
 from tests.conftest import host_backends
 
 SHAPE = (1, 16, 16)

@@ -14,10 +14,10 @@ import json, os
 import numpy as np
 import matplotlib
 import kernels.numba_cpu as cpu
-import scratchcnn.report, scratchcnn.train, scratchcnn.evaluate, scratchcnn.predict
+import scratchcnn.apps.report, scratchcnn.train, scratchcnn.evaluate, scratchcnn.predict
 cpu.gemm(np.ones((2, 2), np.float32), np.ones((2, 2), np.float32))  # the first parallel kernel
 before = {"gomp": os.environ.get("GOMP_SPINCOUNT"), "backend": matplotlib.rcParams._get_backend_or_none()}
-from scratchcnn import cli
+from scratchcnn.apps import cli
 cli.configure_process()
 after = {"gomp": os.environ.get("GOMP_SPINCOUNT"), "backend": matplotlib.get_backend().lower()}
 print(json.dumps({"before": before, "after": after}))

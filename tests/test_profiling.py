@@ -1,4 +1,4 @@
-"""scratchcnn.profiling: what its timers time, and that measuring leaves the model as it was.
+"""scratchcnn.engine.profiling: what its timers time, and that measuring leaves the model as it was.
 
 Timings are checked against a fake clock (exact arithmetic, no speed assertion);
 the models are tiny (8x8 images). Run time: about 2 s.
@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 import kernels
-from scratchcnn import profiling as P
+from scratchcnn.engine import profiling as P
 from scratchcnn.errors import ConfigError
-from scratchcnn.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
-from scratchcnn.losses import SoftmaxCrossEntropy
-from scratchcnn.model import Sequential
-from scratchcnn.optimizers import Adam
-from scratchcnn.presets import build_model
+from scratchcnn.nn.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
+from scratchcnn.nn.losses import SoftmaxCrossEntropy
+from scratchcnn.nn.model import Sequential
+from scratchcnn.nn.optimizers import Adam
+from scratchcnn.nn.presets import build_model
 from tests.conftest import host_backends
 
 

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from scratchcnn import evaluate, train
-from scratchcnn.checkpoint import load_checkpoint
-from scratchcnn.runfolder import LOCK_FILE, RunFolder
+from scratchcnn.files.checkpoint import load_checkpoint
+from scratchcnn.files.runfolder import LOCK_FILE, RunFolder
 from tests.test_cli import files_of, one_error_line
 
 DIGITS = ["--dataset", "digits", "--train-limit", "300", "--epochs", "2", "--no-progress"]
@@ -45,7 +45,7 @@ def copy_run(digits_run, tmp_path) -> Path:
 
 HOLD = textwrap.dedent("""
     import sys
-    from scratchcnn.runfolder import RunFolder
+    from scratchcnn.files.runfolder import RunFolder
     with RunFolder(sys.argv[1]):
         print("held", flush=True)
         sys.stdin.read()  # until the test closes stdin (or kills us)
@@ -204,7 +204,7 @@ MEMORY = textwrap.dedent("""
     import numpy as np
     from scratchcnn.data.idx import read_idx
     from scratchcnn.errors import DataError, ModelFileError
-    from scratchcnn.serialization import MODEL_FORMAT, load_model, read_archive, write_archive
+    from scratchcnn.files.serialization import MODEL_FORMAT, load_model, read_archive, write_archive
 
     def peak_mb():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

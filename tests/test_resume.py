@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scratchcnn.augment import Augment
-from scratchcnn.checkpoint import load_checkpoint, save_checkpoint
+from scratchcnn.engine.augment import Augment
+from scratchcnn.files.checkpoint import load_checkpoint, save_checkpoint
 from scratchcnn.data import load_dataset
-from scratchcnn.losses import SoftmaxCrossEntropy
-from scratchcnn.optimizers import Adam
-from scratchcnn.presets import build_model
-from scratchcnn.serialization import load_model
-from scratchcnn.training import Trainer
+from scratchcnn.nn.losses import SoftmaxCrossEntropy
+from scratchcnn.nn.optimizers import Adam
+from scratchcnn.nn.presets import build_model
+from scratchcnn.files.serialization import load_model
+from scratchcnn.engine.training import Trainer
 from tests.conftest import host_backends
 
 EPOCHS, BATCH, SEED, LR = 2, 32, 3, 3e-3

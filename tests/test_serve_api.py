@@ -1,4 +1,4 @@
-"""The web demo's API (scratchcnn.web) through FastAPI's test client and a real uvicorn server:
+"""The web demo's API (scratchcnn.apps.web) through FastAPI's test client and a real uvicorn server:
 predictions equal scratchcnn.predict's, every bad input gets its JSON error, concurrent requests
 get the single-threaded answers."""
 from __future__ import annotations
@@ -22,12 +22,12 @@ with warnings.catch_warnings():  # Starlette's notice about the httpx package th
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient  # noqa: E402
 
-from scratchcnn import explain  # noqa: E402
+from scratchcnn.engine import explain  # noqa: E402
 from scratchcnn.data import load_raw  # noqa: E402
 from scratchcnn.predict import predict_images  # noqa: E402
-from scratchcnn.serialization import load_model  # noqa: E402
-from scratchcnn.web.app import create_app  # noqa: E402
-from scratchcnn.web.service import Limits, load_served  # noqa: E402
+from scratchcnn.files.serialization import load_model  # noqa: E402
+from scratchcnn.apps.web.app import create_app  # noqa: E402
+from scratchcnn.apps.web.service import Limits, load_served  # noqa: E402
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scratchcnn.layers.conv2d import Conv2D
-from scratchcnn.losses import SoftmaxCrossEntropy
-from scratchcnn.optimizers import Adam
-from scratchcnn.plan import ConvReLUPool
-from scratchcnn.presets import build_model
-from scratchcnn.serialization import load_model
+from scratchcnn.nn.layers.conv2d import Conv2D
+from scratchcnn.nn.losses import SoftmaxCrossEntropy
+from scratchcnn.nn.optimizers import Adam
+from scratchcnn.nn.plan import ConvReLUPool
+from scratchcnn.nn.presets import build_model
+from scratchcnn.files.serialization import load_model
 from scratchcnn.train import main
-from scratchcnn.training import HISTORY_KEYS, Trainer
+from scratchcnn.engine.training import HISTORY_KEYS, Trainer
 
 # 20,000 real Fashion-MNIST images (18,000 after the validation split), 3 epochs, seed 0, batch 64:
 # a working network reaches 0.867 test accuracy (loss 0.367); with its convolutions' gradients

@@ -6,16 +6,16 @@ import math
 import numpy as np
 import pytest
 
-from scratchcnn import training
-from scratchcnn.augment import Augment
+from scratchcnn.engine import training
+from scratchcnn.engine.augment import Augment
 from scratchcnn.data import load_dataset
 from scratchcnn.errors import ConfigError, TrainingDiverged
-from scratchcnn.losses import SoftmaxCrossEntropy
-from scratchcnn.optimizers import SGD, Adam
-from scratchcnn.presets import build_model
-from scratchcnn.schedules import learning_rate
-from scratchcnn.run import make_augment
-from scratchcnn.training import Trainer
+from scratchcnn.nn.losses import SoftmaxCrossEntropy
+from scratchcnn.nn.optimizers import SGD, Adam
+from scratchcnn.nn.presets import build_model
+from scratchcnn.engine.schedules import learning_rate
+from scratchcnn.apps.run import make_augment
+from scratchcnn.engine.training import Trainer
 
 
 @pytest.fixture(scope="module")

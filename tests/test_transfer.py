@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 
 from scratchcnn.errors import ConfigError
-from scratchcnn.losses import SoftmaxCrossEntropy
-from scratchcnn.model import Sequential
-from scratchcnn.optimizers import Adam
-from scratchcnn.presets import build_model
-from scratchcnn.serialization import save_model
-from scratchcnn.transfer import init_from, parse_layer_choice, select_layers
+from scratchcnn.nn.losses import SoftmaxCrossEntropy
+from scratchcnn.nn.model import Sequential
+from scratchcnn.nn.optimizers import Adam
+from scratchcnn.nn.presets import build_model
+from scratchcnn.files.serialization import save_model
+from scratchcnn.files.transfer import init_from, parse_layer_choice, select_layers
 from tests.conftest import host_backends
 
 
@@ -71,7 +71,7 @@ def test_freeze_by_name_keeps_backprop_through_a_frozen_middle_layer():
 
 
 def test_saliency_still_reaches_the_input_of_a_frozen_model():
-    from scratchcnn.explain import saliency
+    from scratchcnn.engine.explain import saliency
 
     x, _ = _batch(n=2)
     model = build_model("classic", (1, 28, 28), 10, seed=0, backend="numpy")
@@ -128,7 +128,7 @@ def test_init_from_loads_matching_layers_and_names_the_others(tmp_path):
 
 
 def test_the_main_job_starts_from_another_run_and_resumes_frozen(tmp_path, capsys):
-    from scratchcnn.serialization import load_model
+    from scratchcnn.files.serialization import load_model
     from scratchcnn.train import main
 
     common = ["--dataset", "digits", "--backend", "cpu", "--no-progress"]

@@ -7,11 +7,11 @@ import pytest
 
 import kernels
 from kernels.numpy_ref import winograd as R
-from scratchcnn.gradcheck import numerical_grad, rel_error
-from scratchcnn.layers import BatchNorm2D, Conv2D, Dense, Flatten, ReLU
-from scratchcnn.losses import SoftmaxCrossEntropy
-from scratchcnn.model import Sequential
-from scratchcnn.plan import WinogradConv, tile_size
+from scratchcnn.nn.gradcheck import numerical_grad, rel_error
+from scratchcnn.nn.layers import BatchNorm2D, Conv2D, Dense, Flatten, ReLU
+from scratchcnn.nn.losses import SoftmaxCrossEntropy
+from scratchcnn.nn.model import Sequential
+from scratchcnn.nn.plan import WinogradConv, tile_size
 from tests.oracles import conv2d_naive
 
 # (N, C_in, C_out, H, W, padding): odd sizes leave partial tiles at the bottom and right edges.
@@ -157,7 +157,7 @@ def _network(backend, padding, dtype=np.float64):
 @pytest.mark.parametrize("backend", ["numpy", "cpu"])
 @pytest.mark.parametrize("padding", [0, 1])
 def test_network_gradients_through_winograd_in_float64(backend, padding, rng, monkeypatch):
-    import scratchcnn.plan as W
+    import scratchcnn.nn.plan as W
 
     monkeypatch.setenv("SCRATCHCNN_WINOGRAD", "1")
     model = _network(backend, padding)
@@ -213,9 +213,9 @@ def test_winograd_plan_gives_the_im2col_function(rng, monkeypatch):
 
 @pytest.mark.parametrize("backend", ["numpy", "cpu"])
 def test_folded_batchnorm_gives_the_same_logits(backend, rng):
-    from scratchcnn.folding import fold_batchnorm
-    from scratchcnn.optimizers import Adam
-    from scratchcnn.presets import build_model
+    from scratchcnn.nn.folding import fold_batchnorm
+    from scratchcnn.nn.optimizers import Adam
+    from scratchcnn.nn.presets import build_model
 
     model = build_model("vgg-small", (1, 28, 28), 10, seed=0, backend=backend)
     model.compile(Adam(1e-2), SoftmaxCrossEntropy())

@@ -17,7 +17,7 @@ block of the output, run on the same threads (``blas``).
 Compiled code is cached on disk (``cache=True``): the first run in a fresh
 checkout compiles each kernel once per dtype; later runs load it. Importing
 this package compiles nothing and changes no process setting; the command-line
-tools set OpenMP's spin time at start-up (``scratchcnn.cli.configure_process``).
+tools set OpenMP's spin time at start-up (``scratchcnn.apps.cli.configure_process``).
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ from kernels.numba_cpu.pool import (conv_relu_pool_backward, conv_relu_pool_forw
 # What this backend is and can do (kernels.api.CAPABILITIES).
 name = "cpu"
 SYNC_EVERY = 1          # the loss is already on the host: check it after every step
-FUSE_BY_DEFAULT = True  # fused Conv-ReLU-MaxPool saves passes over memory (scratchcnn.plan)
+FUSE_BY_DEFAULT = True  # fused Conv-ReLU-MaxPool saves passes over memory (scratchcnn.nn.plan)
 COMPILES = True         # kernels compile on first use (then load from the disk cache)
 WINOGRAD = True         # Winograd 3x3 convolution kernels (numba_cpu/winograd.py)
 CONV_BN = True          # per-image convolution with a folded-BN epilogue (numba_cpu/conv_bn.py)

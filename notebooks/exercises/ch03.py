@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from exercises import checker, expect_close
-from scratchcnn.gradcheck import numerical_grad
-from scratchcnn.layers import MaxPool2D
+from scratchcnn.nn.gradcheck import numerical_grad
+from scratchcnn.nn.layers import MaxPool2D
 
 
 @checker("3.2")

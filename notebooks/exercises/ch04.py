@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from exercises import ExerciseFailed, checker, expect, expect_close
-from scratchcnn.layers import Dense
-from scratchcnn.losses import SoftmaxCrossEntropy
+from scratchcnn.nn.layers import Dense
+from scratchcnn.nn.losses import SoftmaxCrossEntropy
 
 
 @checker("4.2")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from exercises import ExerciseFailed, checker, expect, expect_close
-from scratchcnn.optimizers import SGD, Adam
+from scratchcnn.nn.optimizers import SGD, Adam
 
 
 def _run(answer, optimizer, slots, steps=6, scale=1.0):

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from exercises import ExerciseFailed, checker, expect, expect_close
-from scratchcnn.gradcheck import numerical_grad
-from scratchcnn.layers import BatchNorm1D
+from scratchcnn.nn.gradcheck import numerical_grad
+from scratchcnn.nn.layers import BatchNorm1D
 
 
 @checker("9.1")

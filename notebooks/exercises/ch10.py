@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 
 from exercises import ExerciseFailed, checker, expect_close
-from scratchcnn import explain
-from scratchcnn.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
-from scratchcnn.model import Sequential
+from scratchcnn.engine import explain
+from scratchcnn.nn.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
+from scratchcnn.nn.model import Sequential
 
 
 def _small_model():
@@ -19,7 +19,7 @@ def _small_model():
 
 @checker("10.1")
 def saliency(answer):
-    """``answer(model, x, target) -> d logit[n, target[n]] / d x`` against ``scratchcnn.explain.saliency``."""
+    """``answer(model, x, target) -> d logit[n, target[n]] / d x`` against ``scratchcnn.engine.explain.saliency``."""
     model, x = _small_model()
     target = np.array([3, 7])
     want = explain.saliency(model, x, target)[0]
@@ -28,7 +28,7 @@ def saliency(answer):
                  where="the gradient of the target's *logit* (one-hot dout on the logits), for each image")
     expect_close("model.layers[0].requires_input_grad", model.layers[0].requires_input_grad, False,
                  where="leave the model as you found it")
-    return "the gradient of each image's target logit matches scratchcnn.explain.saliency"
+    return "the gradient of each image's target logit matches scratchcnn.engine.explain.saliency"
 
 
 def _occlusion(model, x, target, patch):

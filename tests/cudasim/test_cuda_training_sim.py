@@ -15,12 +15,12 @@ from tests.cudasim.conftest import cuda_problem
 if cuda_problem():
     pytest.skip(cuda_problem(), allow_module_level=True)
 
-from scratchcnn.layers import BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU  # noqa: E402
-from scratchcnn.plan import ConvReLUPool  # noqa: E402
-from scratchcnn.losses import SoftmaxCrossEntropy  # noqa: E402
-from scratchcnn.model import Sequential  # noqa: E402
-from scratchcnn.optimizers import SGD, Adam  # noqa: E402
-from scratchcnn.training import Trainer  # noqa: E402
+from scratchcnn.nn.layers import BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU  # noqa: E402
+from scratchcnn.nn.plan import ConvReLUPool  # noqa: E402
+from scratchcnn.nn.losses import SoftmaxCrossEntropy  # noqa: E402
+from scratchcnn.nn.model import Sequential  # noqa: E402
+from scratchcnn.nn.optimizers import SGD, Adam  # noqa: E402
+from scratchcnn.engine.training import Trainer  # noqa: E402
 
 
 def tiny_model(backend, optimizer):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernels.api import conv_output_size
-from scratchcnn.layers.base import Layer
+from scratchcnn.nn.layers.base import Layer
 
 __all__ = ["MaxPool2D"]
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from scratchcnn.layers import BatchNorm1D, BatchNorm2D, Conv2D, Dense
-from scratchcnn.model import Sequential
+from scratchcnn.nn.layers import BatchNorm1D, BatchNorm2D, Conv2D, Dense
+from scratchcnn.nn.model import Sequential
 
 __all__ = ["fold_batchnorm"]
 

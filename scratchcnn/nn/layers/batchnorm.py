@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from scratchcnn.init import NO_INIT
-from scratchcnn.layers.base import Layer
+from scratchcnn.nn.init import NO_INIT
+from scratchcnn.nn.layers.base import Layer
 
 __all__ = ["BatchNorm2D", "BatchNorm1D"]
 

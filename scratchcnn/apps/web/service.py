@@ -21,12 +21,12 @@ import numba
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from scratchcnn import explain
+from scratchcnn.engine import explain
 from scratchcnn.errors import DataError
-from scratchcnn.layers import Conv2D, MaxPool2D
-from scratchcnn.images import load_image, preprocess_image
-from scratchcnn.loading import load_saved_model
-from scratchcnn.web import render
+from scratchcnn.nn.layers import Conv2D, MaxPool2D
+from scratchcnn.data.images import load_image, preprocess_image
+from scratchcnn.files.loading import load_saved_model
+from scratchcnn.apps.web import render
 
 __all__ = ["ImageError", "Limits", "ServedModel", "load_served", "decode_image", "softmax"]
 
@@ -50,7 +50,7 @@ class Limits:
 
 
 def decode_image(data: bytes, limits: Limits, channels: int = 1) -> np.ndarray:
-    """Check an uploaded image, then decode it with ``scratchcnn.images.load_image`` (as predict does).
+    """Check an uploaded image, then decode it with ``scratchcnn.data.images.load_image`` (as predict does).
 
     Returns what ``load_image`` returns: float32 [0, 1], (H, W) for ``channels=1``, else (H, W, 3).
 
@@ -131,7 +131,7 @@ class ServedModel:
                 self._pool.put(model)
 
     def prepare(self, data: bytes, limits: Limits):
-        """Encoded image bytes -> (model input (C, H, W) float32, inverted?): ``scratchcnn.images``,
+        """Encoded image bytes -> (model input (C, H, W) float32, inverted?): ``scratchcnn.data.images``,
         the preprocessing ``python -m scratchcnn.predict`` uses."""
         shape = self.card["input_shape"]
         pixels = decode_image(data, limits, channels=shape[0])
@@ -237,7 +237,7 @@ def load_served(paths, backend=None, replicas: int = 1) -> dict[str, ServedModel
     """Load each run folder or model file ``replicas`` times; ids are the data set names
     ("mnist", "fashion"), made unique with the folder name when two share one.
 
-    Raises ConfigError / ModelFileError (from ``scratchcnn.loading.load_saved_model``).
+    Raises ConfigError / ModelFileError (from ``scratchcnn.files.loading.load_saved_model``).
     """
     served: dict[str, ServedModel] = {}
     for given in paths:

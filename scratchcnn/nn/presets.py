@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from scratchcnn.errors import ConfigError
-from scratchcnn.layers import (BatchNorm1D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D,
+from scratchcnn.nn.layers import (BatchNorm1D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D,
                                ReLU)
-from scratchcnn.model import Sequential
+from scratchcnn.nn.model import Sequential
 
 __all__ = ["PRESETS", "classic", "vgg_small", "build_model"]
 

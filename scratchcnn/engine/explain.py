@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scratchcnn.layers import BatchNorm1D, BatchNorm2D, Conv2D, Dropout, MaxPool2D, ReLU
+from scratchcnn.nn.layers import BatchNorm1D, BatchNorm2D, Conv2D, Dropout, MaxPool2D, ReLU
 
 __all__ = ["Trace", "trace", "feature_maps", "saliency", "trace_with_saliency", "conv_unit_breakdown",
            "pool_unit_breakdown"]
@@ -115,7 +115,7 @@ def trace(model, x) -> Trace:
     ----------
     model : Sequential
     x : ndarray, float, shape (N, C, H, W) or (C, H, W), already preprocessed
-        (standardised, as ``scratchcnn.images.preprocess_image`` returns)
+        (standardised, as ``scratchcnn.data.images.preprocess_image`` returns)
 
     Returns
     -------

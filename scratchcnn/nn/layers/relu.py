@@ -1,7 +1,7 @@
 """Rectified linear unit."""
 from __future__ import annotations
 
-from scratchcnn.layers.base import Layer
+from scratchcnn.nn.layers.base import Layer
 
 __all__ = ["ReLU"]
 

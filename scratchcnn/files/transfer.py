@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scratchcnn.errors import ConfigError
-from scratchcnn.serialization import MODEL_FORMAT, check_finite, read_archive
+from scratchcnn.files.serialization import MODEL_FORMAT, check_finite, read_archive
 
 __all__ = ["parse_layer_choice", "select_layers", "InitReport", "init_from"]
 
-_PARAM = "param/"  # archive key prefix of parameters and buffers (scratchcnn.serialization)
+_PARAM = "param/"  # archive key prefix of parameters and buffers (scratchcnn.files.serialization)
 
 
 def parse_layer_choice(text: str):
@@ -84,7 +84,7 @@ def init_from(model, path, layers=None) -> InitReport:
     Parameters
     ----------
     model : Sequential, built
-    path : path of a model file (``model.npz``) written by ``scratchcnn.serialization.save_model``
+    path : path of a model file (``model.npz``) written by ``scratchcnn.files.serialization.save_model``
     layers : list of str, optional
         Only these layers are considered (default: every layer with arrays).
 

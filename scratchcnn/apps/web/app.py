@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from scratchcnn.web.service import ImageError, Limits, ServedModel
+from scratchcnn.apps.web.service import ImageError, Limits, ServedModel
 
 __all__ = ["create_app", "PredictRequest", "UnitRequest"]
 
@@ -148,7 +148,7 @@ def create_app(models: dict[str, ServedModel], limits: Limits = Limits()) -> Fas
         raise ValueError("create_app needs at least one model")
     app = FastAPI(title="scratchcnn demo", version="1",
                   description="Classify an image with a scratchcnn model and see how the network sees it.")
-    page = resources.files("scratchcnn.web") / "static"
+    page = resources.files("scratchcnn.apps.web") / "static"
     files = {name: (page / name).read_bytes() for name in ["index.html", *STATIC]}
     default = next(iter(models))
 

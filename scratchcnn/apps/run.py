@@ -7,7 +7,7 @@
 - ``resume_run``: the model, optimizer and ``TrainState`` of the folder's
   ``checkpoint.npz``, training to the end, ``finish_run`` (also for a run whose
   training was complete but whose reports were not all written);
-- ``finish_run``: ``model.npz``, then the test-set reports (``scratchcnn.report``).
+- ``finish_run``: ``model.npz``, then the test-set reports (``scratchcnn.apps.report``).
 
 A run's options (``config``, keys ``RUN_OPTIONS``) are stored in every checkpoint,
 so a resumed run keeps them.
@@ -23,20 +23,20 @@ from pathlib import Path
 
 import numpy as np
 
-from scratchcnn.augment import Augment
-from scratchcnn.checkpoint import load_checkpoint, save_checkpoint
+from scratchcnn.engine.augment import Augment
+from scratchcnn.files.checkpoint import load_checkpoint, save_checkpoint
 from scratchcnn.data import load_dataset
 from scratchcnn.errors import ConfigError, ModelFileError, TrainingDiverged
-from scratchcnn.loading import resolve_model_file
-from scratchcnn.losses import SoftmaxCrossEntropy
-from scratchcnn.optimizers import OPTIMIZERS
-from scratchcnn.presets import build_model
-from scratchcnn.report import METRICS_FILE, write_test_report
-from scratchcnn.runfolder import RunFolder, remove_temporaries
-from scratchcnn.serialization import (BEST_MODEL_FILE, CHECKPOINT_FILE, EVALUATION_DIR, MODEL_FILE, MODEL_FORMAT,
+from scratchcnn.files.loading import resolve_model_file
+from scratchcnn.nn.losses import SoftmaxCrossEntropy
+from scratchcnn.nn.optimizers import OPTIMIZERS
+from scratchcnn.nn.presets import build_model
+from scratchcnn.apps.report import METRICS_FILE, write_test_report
+from scratchcnn.files.runfolder import RunFolder, remove_temporaries
+from scratchcnn.files.serialization import (BEST_MODEL_FILE, CHECKPOINT_FILE, EVALUATION_DIR, MODEL_FILE, MODEL_FORMAT,
                                      param_arrays, read_archive, save_model)
-from scratchcnn.training import TrainState, Trainer
-from scratchcnn.transfer import init_from, parse_layer_choice, select_layers
+from scratchcnn.engine.training import TrainState, Trainer
+from scratchcnn.files.transfer import init_from, parse_layer_choice, select_layers
 
 __all__ = ["RUN_OPTIONS", "RESUME_OPTIONS", "DEFAULT_EPOCHS", "RunOutcome", "start_run", "resume_run",
            "finish_run", "is_complete", "make_optimizer", "make_augment", "default_run_dir"]
@@ -82,7 +82,7 @@ def make_optimizer(config: dict):
 
 
 def make_augment(config: dict, splits):
-    """The run's augmentation (``scratchcnn.augment.Augment``), or None without ``augment``."""
+    """The run's augmentation (``scratchcnn.engine.augment.Augment``), or None without ``augment``."""
     if not config["augment"]:
         return None
     if splits.input_shape[0] > 1:
@@ -105,7 +105,7 @@ def start_run(config: dict, out=None, backend=None, progress: bool = True, log=p
     progress : bool, progress bars
     log : callable receiving each line to print
 
-    The run folder is created and locked (``scratchcnn.runfolder.RunFolder``)
+    The run folder is created and locked (``scratchcnn.files.runfolder.RunFolder``)
     before the data loads, so a folder that cannot be written fails at once; if
     the run fails before its first checkpoint, the folder is removed again.
 
@@ -149,7 +149,7 @@ def _check_new_run_dir(run_dir: Path) -> None:
 def is_complete(run_dir, state: TrainState) -> bool:
     """Whether the run's reports are all written for the training state ``state``.
 
-    ``metrics.json`` is written last (``scratchcnn.report.write_test_report``) and
+    ``metrics.json`` is written last (``scratchcnn.apps.report.write_test_report``) and
     records ``epochs_completed``; a run killed while writing its reports, or
     trained further since, has none or an older one.
     """
@@ -164,7 +164,7 @@ def apply_transfer(model, config: dict, log=print) -> None:
     """``init_from`` (with ``init_layers``) and ``freeze`` of a run's config, applied to a new model.
 
     ``init_from``: a run folder or model file whose matching layers are copied
-    (``scratchcnn.transfer.init_from``; ``init_layers``, "N" or "name,name", limits
+    (``scratchcnn.files.transfer.init_from``; ``init_layers``, "N" or "name,name", limits
     which); ``freeze``: "N" (the first N layers) or layer names to keep fixed
     (``Sequential.freeze``).
 
@@ -308,7 +308,7 @@ def _train_and_finish(run_dir: Path, model, state, config: dict, splits, progres
 
 
 def finish_run(run_dir, model, splits, state: TrainState, config: dict, log=print) -> dict:
-    """Write a trained run's ``model.npz``, then its test-set reports (``scratchcnn.report``).
+    """Write a trained run's ``model.npz``, then its test-set reports (``scratchcnn.apps.report``).
 
     Returns the metrics dict written to ``metrics.json``.
     """

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from scratchcnn.init import NO_INIT, initial_weights
-from scratchcnn.layers.base import Layer
+from scratchcnn.nn.init import NO_INIT, initial_weights
+from scratchcnn.nn.layers.base import Layer
 
 __all__ = ["Dense"]
 
@@ -16,11 +16,11 @@ class Dense(Layer):
     ----------
     in_features, out_features : int
     init : {"glorot", "he"}
-        Weight initialisation (``scratchcnn.init``); Glorot uniform is Keras' default.
+        Weight initialisation (``scratchcnn.nn.init``); Glorot uniform is Keras' default.
     bias : bool
         Learn a bias (default); turn it off before batch normalisation.
     rng : numpy.random.Generator, optional
-        Source of the initial weights; ``scratchcnn.init.NO_INIT`` allocates none
+        Source of the initial weights; ``scratchcnn.nn.init.NO_INIT`` allocates none
         (the weights are loaded next, as ``Sequential.from_config`` does for a file).
 
     Shapes

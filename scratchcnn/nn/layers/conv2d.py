@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from kernels.api import conv_output_size
-from scratchcnn.init import NO_INIT, initial_weights
-from scratchcnn.layers.base import Layer
+from scratchcnn.nn.init import NO_INIT, initial_weights
+from scratchcnn.nn.layers.base import Layer
 
 __all__ = ["Conv2D"]
 
@@ -31,7 +31,7 @@ class Conv2D(Layer):
     padding : int
         Zeros added on each border (pixels).
     init : {"glorot", "he"}
-        Weight initialisation (``scratchcnn.init``); Glorot uniform is Keras' default
+        Weight initialisation (``scratchcnn.nn.init``); Glorot uniform is Keras' default
         and trained the classic network better than He normal here (Fashion-MNIST,
         5 epochs: 0.907 vs 0.903 test accuracy). Biases start at zero.
     bias : bool
@@ -39,7 +39,7 @@ class Conv2D(Layer):
         subtracts the mean and so cancels any bias (its gradient is exactly zero).
     rng : numpy.random.Generator, optional
         Source of the initial weights (a fresh unseeded one if omitted);
-        ``scratchcnn.init.NO_INIT`` allocates none (the weights are loaded next).
+        ``scratchcnn.nn.init.NO_INIT`` allocates none (the weights are loaded next).
 
     Shapes
     ------

@@ -12,14 +12,14 @@ layer              forward                                     file
 ``BatchNorm2D/1D`` batch normalisation                         ``batchnorm.py``
 =================  ==========================================  =====================
 """
-from scratchcnn.layers.base import Layer
-from scratchcnn.layers.batchnorm import BatchNorm1D, BatchNorm2D
-from scratchcnn.layers.conv2d import Conv2D
-from scratchcnn.layers.dense import Dense
-from scratchcnn.layers.dropout import Dropout
-from scratchcnn.layers.flatten import Flatten
-from scratchcnn.layers.maxpool2d import MaxPool2D
-from scratchcnn.layers.relu import ReLU
+from scratchcnn.nn.layers.base import Layer
+from scratchcnn.nn.layers.batchnorm import BatchNorm1D, BatchNorm2D
+from scratchcnn.nn.layers.conv2d import Conv2D
+from scratchcnn.nn.layers.dense import Dense
+from scratchcnn.nn.layers.dropout import Dropout
+from scratchcnn.nn.layers.flatten import Flatten
+from scratchcnn.nn.layers.maxpool2d import MaxPool2D
+from scratchcnn.nn.layers.relu import ReLU
 
 __all__ = ["Layer", "Conv2D", "ReLU", "MaxPool2D", "Flatten", "Dense", "Dropout",
            "BatchNorm2D", "BatchNorm1D", "LAYER_CLASSES"]

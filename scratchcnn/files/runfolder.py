@@ -26,7 +26,7 @@ from scratchcnn.errors import ConfigError, OutputError
 __all__ = ["RunFolder", "FolderBusy", "LOCK_FILE", "remove_temporaries", "output_error"]
 
 LOCK_FILE = ".lock"
-# Temporaries of an interrupted atomic write: ".<name>.<random>.tmp" (scratchcnn.fileio.atomic_write)
+# Temporaries of an interrupted atomic write: ".<name>.<random>.tmp" (scratchcnn.files.fileio.atomic_write)
 # and ".<name>.tmp.png" (plots of older versions).
 _TEMPORARY = re.compile(r"^\..+\.(tmp|tmp\.png)$")
 

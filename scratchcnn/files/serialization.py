@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from scratchcnn.errors import ConfigError, ModelFileError
-from scratchcnn.fileio import atomic_write
-from scratchcnn.model import Sequential
+from scratchcnn.files.fileio import atomic_write
+from scratchcnn.nn.model import Sequential
 
 __all__ = ["MODEL_FORMAT", "FORMAT_VERSION", "MODEL_FILE", "BEST_MODEL_FILE", "CHECKPOINT_FILE", "EVALUATION_DIR",
            "write_archive", "read_archive", "save_model", "load_model", "model_meta", "param_arrays",
@@ -41,7 +41,7 @@ __all__ = ["MODEL_FORMAT", "FORMAT_VERSION", "MODEL_FILE", "BEST_MODEL_FILE", "C
 
 MODEL_FORMAT = "scratchcnn-model"
 FORMAT_VERSION = 1
-# The files of a run folder that hold models (scratchcnn.run writes them; predict and evaluate read them).
+# The files of a run folder that hold models (scratchcnn.apps.run writes them; predict and evaluate read them).
 MODEL_FILE, BEST_MODEL_FILE, CHECKPOINT_FILE = "model.npz", "best_model.npz", "checkpoint.npz"
 EVALUATION_DIR = "evaluation"  # where python -m scratchcnn.evaluate writes a run's reports by default
 PARAM_PREFIX = "param/"  # archive key of a parameter or buffer: "param/<layer>.<name>"

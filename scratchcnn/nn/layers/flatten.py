@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from scratchcnn.layers.base import Layer
+from scratchcnn.nn.layers.base import Layer
 
 __all__ = ["Flatten"]
 

@@ -111,7 +111,7 @@ import os
 
 import numpy as np
 
-from scratchcnn.layers import BatchNorm2D, Conv2D, Layer, MaxPool2D, ReLU
+from scratchcnn.nn.layers import BatchNorm2D, Conv2D, Layer, MaxPool2D, ReLU
 
 __all__ = ["FusedStep", "ConvReLUPool", "ConvBNReLU", "WinogradConv", "FusionRule", "FUSION_RULES", "make_plan",
            "step_layers",

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from scratchcnn import metrics, plots
-from scratchcnn.fileio import atomic_write, atomic_write_text, write_json
-from scratchcnn.training import HISTORY_KEYS, flip_averaged_probabilities, loss_and_accuracy, predict_logits
+from scratchcnn.apps import metrics, plots
+from scratchcnn.files.fileio import atomic_write, atomic_write_text, write_json
+from scratchcnn.engine.training import HISTORY_KEYS, flip_averaged_probabilities, loss_and_accuracy, predict_logits
 
 __all__ = ["write_history_csv", "write_test_report", "display_images", "SAMPLE_COUNT", "METRICS_FILE"]
 
@@ -56,7 +56,7 @@ def write_test_report(run_dir, model, splits, history: dict, info: dict, log=pri
     in all, mistakes marked), then, last, ``metrics.json`` (``info`` plus test
     loss/accuracy, per-class precision / recall / F1, macro and weighted averages,
     the confusion matrix), so that a ``metrics.json`` means every report was
-    written (``scratchcnn.run`` takes it as the mark of a finished run); prints
+    written (``scratchcnn.apps.run`` takes it as the mark of a finished run); prints
     scikit-learn's classification report.
     With ``tta_flip``, ``metrics.json`` also holds ``test_accuracy_flip_tta``: the
     accuracy of the mean prediction over each test image and its mirror image

@@ -5,9 +5,9 @@ import numpy as np
 
 import kernels
 from scratchcnn.errors import ConfigError
-from scratchcnn.init import NO_INIT
-from scratchcnn.layers import LAYER_CLASSES, Layer
-from scratchcnn.plan import describe, make_plan, step_layers
+from scratchcnn.nn.init import NO_INIT
+from scratchcnn.nn.layers import LAYER_CLASSES, Layer
+from scratchcnn.nn.plan import describe, make_plan, step_layers
 
 __all__ = ["Sequential"]
 
@@ -33,14 +33,14 @@ class Sequential:
     fuse : bool, optional
         Run each run of layers that a fusion rule matches (Conv2D-ReLU-MaxPool2D)
         as one fused step: the same function, fewer passes over memory
-        (``scratchcnn.plan``; with ``SCRATCHCNN_WINOGRAD=1`` also 3x3 convolutions by
+        (``scratchcnn.nn.plan``; with ``SCRATCHCNN_WINOGRAD=1`` also 3x3 convolutions by
         Winograd's algorithm). ``False`` runs every layer's own ``forward`` and
         ``backward``. Default: the backend's ``FUSE_BY_DEFAULT`` (on for the
         compiled backends, off for "numpy" so the reference runs layer by layer).
 
     Examples
     --------
-    >>> from scratchcnn.layers import Conv2D, ReLU, MaxPool2D, Flatten, Dense
+    >>> from scratchcnn.nn.layers import Conv2D, ReLU, MaxPool2D, Flatten, Dense
     >>> model = Sequential([Conv2D(1, 8, 3), ReLU(), MaxPool2D(2), Flatten(), Dense(8*13*13, 10)],
     ...                    input_shape=(1, 28, 28), seed=0, backend="numpy")
     >>> model.forward(np.zeros((2, 1, 28, 28), np.float32)).shape
@@ -164,8 +164,8 @@ class Sequential:
             Wall-clock seconds spent compiling; 0.0 when every kernel came from the
             disk cache or the backend compiles nothing.
         """
-        from scratchcnn.losses import SoftmaxCrossEntropy
-        from scratchcnn.profiling import CompileLog
+        from scratchcnn.nn.losses import SoftmaxCrossEntropy
+        from scratchcnn.engine.profiling import CompileLog
 
         self.ensure_built()
         K = self.K
@@ -297,7 +297,7 @@ class Sequential:
     @property
     def plan(self) -> list:
         """The steps ``forward`` runs, in order: the layers, with fused steps where fusion is on
-        (``scratchcnn.plan``); builds the model with the default backend if nobody did."""
+        (``scratchcnn.nn.plan``); builds the model with the default backend if nobody did."""
         self.ensure_built()
         return list(self._plan)
 
@@ -475,7 +475,7 @@ class Sequential:
 
         The plan is what ``forward`` and ``backward`` will run: one line per step,
         naming the layers it runs and how (their own methods, or a fused step and
-        its kernels); see ``scratchcnn.plan``.
+        its kernels); see ``scratchcnn.nn.plan``.
         """
         shape = tuple(input_shape or self.input_shape or ())
         out_shapes = self.output_shapes(shape)
@@ -500,22 +500,22 @@ class Sequential:
             text += [f"  {i:>2}  {name:<{width}}  {how}" for i, (name, how) in enumerate(steps, 1)]
         return "\n".join(text)
 
-    # -- Keras-style training API (implemented in scratchcnn.training) ----------------
+    # -- Keras-style training API (implemented in scratchcnn.engine.training) ----------------
     def fit(self, x, y, **kwargs):
-        """Train; see ``scratchcnn.training.fit`` for the arguments. Returns the history dict."""
-        from scratchcnn.training import fit
+        """Train; see ``scratchcnn.engine.training.fit`` for the arguments. Returns the history dict."""
+        from scratchcnn.engine.training import fit
 
         return fit(self, x, y, **kwargs)
 
     def evaluate(self, x, y, batch_size=256) -> tuple[float, float]:
-        """Mean loss and accuracy on (x, y); see ``scratchcnn.training.loss_and_accuracy``."""
-        from scratchcnn.training import loss_and_accuracy
+        """Mean loss and accuracy on (x, y); see ``scratchcnn.engine.training.loss_and_accuracy``."""
+        from scratchcnn.engine.training import loss_and_accuracy
 
         return loss_and_accuracy(self, x, y, batch_size=batch_size)
 
     def predict(self, x, batch_size=256) -> np.ndarray:
         """Class probabilities (N, num_classes) float32 on the host, in inference mode."""
-        from scratchcnn.training import predict_logits
+        from scratchcnn.engine.training import predict_logits
 
         logits = predict_logits(self, x, batch_size=batch_size).astype(np.float64)
         logits -= logits.max(axis=1, keepdims=True)

@@ -6,10 +6,10 @@ from pathlib import Path
 import kernels
 
 from scratchcnn.errors import ModelFileError
-from scratchcnn.optimizers import OPTIMIZERS
-from scratchcnn.serialization import (FIELD_ERRORS, FORMAT_VERSION, PARAM_PREFIX, build_from_meta,
+from scratchcnn.nn.optimizers import OPTIMIZERS
+from scratchcnn.files.serialization import (FIELD_ERRORS, FORMAT_VERSION, PARAM_PREFIX, build_from_meta,
                                      check_finite, read_archive, write_archive)
-from scratchcnn.training import TrainState
+from scratchcnn.engine.training import TrainState
 
 __all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint"]
 
@@ -53,7 +53,7 @@ def load_checkpoint(path, backend=None):
     ModelFileError
         For an unreadable file or any field that does not match (see ``read_archive``).
     """
-    from scratchcnn.losses import SoftmaxCrossEntropy
+    from scratchcnn.nn.losses import SoftmaxCrossEntropy
 
     meta, arrays = read_archive(path, CHECKPOINT_FORMAT)
     if backend is None:

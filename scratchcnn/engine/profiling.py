@@ -6,9 +6,9 @@ GPU work is counted; medians are reported because a shared machine adds rare,
 long outliers. The data are random (``synthetic_batch``), uploaded once: the
 figures exclude data loading and host-to-device copies.
 
->>> from scratchcnn.presets import build_model
->>> from scratchcnn.optimizers import Adam
->>> from scratchcnn.losses import SoftmaxCrossEntropy
+>>> from scratchcnn.nn.presets import build_model
+>>> from scratchcnn.nn.optimizers import Adam
+>>> from scratchcnn.nn.losses import SoftmaxCrossEntropy
 >>> model = build_model("classic", (1, 28, 28), 10, seed=0, backend="numpy")
 >>> _ = model.compile(Adam(1e-3), SoftmaxCrossEntropy())
 >>> rate = training_throughput(model, batch_size=8, steps=2, warmup=1)  # images/s
@@ -25,7 +25,7 @@ import numpy as np
 
 from kernels.api import CONV_BN_KERNELS, KERNELS, WINOGRAD_KERNELS
 from scratchcnn.errors import ConfigError
-from scratchcnn.plan import step_layers
+from scratchcnn.nn.plan import step_layers
 
 __all__ = ["synthetic_batch", "time_calls", "train_step", "preserved", "training_throughput",
            "inference_throughput", "LayerTime", "layer_profile", "kernel_profile", "format_profile",

@@ -10,8 +10,8 @@ import numpy as np
 from tqdm import tqdm  # the text bar: it needs no ipywidgets in a notebook
 
 from scratchcnn.errors import ConfigError, TrainingDiverged
-from scratchcnn.losses import SoftmaxCrossEntropy
-from scratchcnn.schedules import learning_rate
+from scratchcnn.nn.losses import SoftmaxCrossEntropy
+from scratchcnn.engine.schedules import learning_rate
 
 __all__ = ["TrainState", "Trainer", "fit", "loss_and_accuracy", "predict_logits", "HISTORY_KEYS"]
 
@@ -153,7 +153,7 @@ class Trainer:
         Learning rate the schedule scales (default: the optimizer's ``lr``).
     lr_schedule : {"constant", "step", "cosine"}
     augment : callable, optional
-        ``augment(x_batch, rng) -> x_batch`` on the host (``scratchcnn.augment.Augment``).
+        ``augment(x_batch, rng) -> x_batch`` on the host (``scratchcnn.engine.augment.Augment``).
     early_stopping : int, optional
         Patience: stop after this many epochs without a lower validation loss and
         restore the best weights (Keras' ``EarlyStopping(restore_best_weights=True)``).

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from scratchcnn.errors import ConfigError
-from scratchcnn.serialization import MODEL_FILE, load_model
+from scratchcnn.files.serialization import MODEL_FILE, load_model
 
 __all__ = ["resolve_model_file", "load_saved_model"]
 
@@ -48,7 +48,7 @@ def load_saved_model(target, backend=None):
     ConfigError
         If ``target`` names no model (see ``resolve_model_file``).
     ModelFileError
-        If the file cannot be loaded (see ``scratchcnn.serialization.load_model``).
+        If the file cannot be loaded (see ``scratchcnn.files.serialization.load_model``).
     """
     path = resolve_model_file(target)
     model, meta = load_model(path, backend=backend)

@@ -1,0 +1,1 @@
+"""What the command-line tools share: option handling, the training run, reports, plots, the web demo."""

@@ -1,0 +1,1 @@
+"""The engine: the training loop, schedules, augmentation, inference helpers, profiling, explanations."""

@@ -1,0 +1,1 @@
+"""Files and runs: model files, checkpoints, atomic writes, run folders, transfer learning."""

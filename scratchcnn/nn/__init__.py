@@ -1,0 +1,1 @@
+"""The network: layers, Sequential, the execution plan, losses, optimizers, presets."""

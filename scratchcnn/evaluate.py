@@ -23,6 +23,7 @@ import kernels
 from scratchcnn.apps import cli
 from scratchcnn.files.checkpoint import CHECKPOINT_FORMAT
 from scratchcnn.data import DATASET_NAMES, DataSplits, load_raw, normalize
+from scratchcnn.data.folder import DEFAULT_TEST_FRACTION, load_folder
 from scratchcnn.errors import ConfigError, ModelFileError
 from scratchcnn.files.loading import resolve_model_file
 from scratchcnn.files.runfolder import RunFolder, remove_temporaries
@@ -35,11 +36,14 @@ __all__ = ["load_test_split", "run_history", "evaluate_saved_model", "main"]
 PROG = "python -m scratchcnn.evaluate"
 
 
-def load_test_split(path, model, meta: dict, data_dir=None, progress: bool = True) -> DataSplits:
+def load_test_split(path, model, meta: dict, data_dir=None, progress: bool = True, log=print) -> DataSplits:
     """The test set of the model's data set, standardised with the model's normalisation.
 
     The training and validation splits are left empty (``write_test_report``
-    needs only the test split).
+    needs only the test split). A model trained on an image folder names the
+    folder, image size, channels and test fraction in its file (``meta["folder"]``):
+    the same test split is read again (from the folder's cache), from ``data_dir``
+    when given (the folder moved).
 
     Raises
     ------
@@ -51,6 +55,8 @@ def load_test_split(path, model, meta: dict, data_dir=None, progress: bool = Tru
         If the data set's files are missing or corrupt.
     """
     dataset = meta.get("dataset")
+    if dataset == "folder":
+        return _folder_test_split(path, model, meta, data_dir, progress, log)
     if dataset not in DATASET_NAMES:
         raise ModelFileError(f"{path}: field 'dataset' is {dataset!r}, expected one of "
                              f"{', '.join(DATASET_NAMES)} (evaluate needs to know the test set)")
@@ -66,6 +72,27 @@ def load_test_split(path, model, meta: dict, data_dir=None, progress: bool = Tru
     empty_x, empty_y = x_test[:0], y_test[:0]
     return DataSplits(empty_x, empty_y, empty_x, empty_y, x_test, y_test, list(class_names),
                       _stat(norm["mean"]), _stat(norm["std"]), dataset, files)
+
+
+def _folder_test_split(path, model, meta: dict, data_dir, progress: bool, log) -> DataSplits:
+    folder = meta.get("folder")
+    if not isinstance(folder, dict) or not all(key in folder for key in ("path", "image_size", "channels")):
+        raise ModelFileError(f"{path}: field 'folder' must name the image folder's path, image_size and channels, "
+                             f"found {folder!r}")
+    norm = meta["normalization"]
+    splits = load_folder(data_dir or folder["path"], val_fraction=0.0, image_size=tuple(folder["image_size"]),
+                         channels=int(folder["channels"]),
+                         test_fraction=float(folder.get("test_fraction", DEFAULT_TEST_FRACTION)),
+                         normalization=norm, progress=progress, log=log)
+    if list(splits.class_names) != list(meta["class_names"]):
+        raise ConfigError(f"{path}: class names {meta['class_names']} differ from the folder's "
+                          f"{list(splits.class_names)} ({splits.files['folder']})")
+    if tuple(splits.x_test.shape[1:]) != tuple(model.input_shape):
+        raise ConfigError(f"{path}: the model takes images of shape {tuple(model.input_shape)}, the folder's "
+                          f"test images have {tuple(splits.x_test.shape[1:])}")
+    empty_x, empty_y = splits.x_test[:0], splits.y_test[:0]
+    return DataSplits(empty_x, empty_y, empty_x, empty_y, splits.x_test, splits.y_test, splits.class_names,
+                      _stat(norm["mean"]), _stat(norm["std"]), "folder", splits.files, splits.info)
 
 
 def _stat(value):
@@ -136,7 +163,7 @@ def evaluate_saved_model(target, out=None, data_dir=None, backend=None, progress
 
 def _evaluate(path, run_dir, out, data_dir, backend, progress, log) -> dict:
     model, meta = load_model(path, backend=backend)
-    splits = load_test_split(path, model, meta, data_dir, progress)
+    splits = load_test_split(path, model, meta, data_dir, progress, log)
     info = {"model_file": str(path), "dataset": splits.name, "epoch": meta.get("epoch"),
             "backend": model.K.name, "test_images": len(splits.y_test), "parameters": model.num_params()}
     result = write_test_report(out, model, splits, run_history(run_dir, log), info, log=log)
@@ -156,7 +183,8 @@ def build_parser() -> cli.ArgumentParser:
     p = cli.ArgumentParser(prog=PROG, description="Re-compute the test metrics and plots of a saved model.")
     p.add_argument("run", metavar="RUN_DIR|MODEL.npz", help=f"a run folder (uses its {MODEL_FILE}) or a model file")
     p.add_argument("--out", help="folder for the reports (default: RUN_DIR/evaluation)")
-    p.add_argument("--data-dir", help="folder holding the data set's files (searched first)")
+    p.add_argument("--data-dir", help="folder holding the data set's files (searched first); for a model "
+                   "trained on an image folder, that folder (default: where it was when the model was trained)")
     p.add_argument("--backend", choices=sorted(kernels.BACKENDS),
                    help="kernel backend (default: $SCRATCHCNN_BACKEND, else the fastest available)")
     p.add_argument("--no-progress", action="store_true", help="no download progress bars")

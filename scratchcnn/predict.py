@@ -4,7 +4,8 @@ Each image is decoded and made to look like the training data by
 ``scratchcnn.data.images`` (``load_image``, then ``preprocess_image``: inverted if its
 background is light, cropped to the object and framed like the data set's images,
 standardised with the model file's normalisation; its docstring lists the steps
-and their sources). Images are read, classified and printed one at a time, so
+and their sources; a model trained on an image folder gets its images resized the
+way training resized the folder's, as its model file records). Images are read, classified and printed one at a time, so
 memory holds one decoded image whatever the number of files. An image that
 cannot be read gets one error line; the others are still classified, and the
 exit code is 1.
@@ -24,7 +25,7 @@ import numpy as np
 import kernels
 from scratchcnn.apps import cli
 from scratchcnn.errors import ConfigError, DataError
-from scratchcnn.data.images import load_image, preprocess_image
+from scratchcnn.data.images import load_image, preprocess_image, preprocessing_options
 from scratchcnn.files.loading import load_saved_model
 from scratchcnn.files.serialization import MODEL_FILE
 
@@ -65,7 +66,7 @@ def predict_image(model, meta: dict, path, top_k: int = 3) -> Prediction:
     """
     _check(model, meta, top_k)
     pixels = load_image(path, channels=model.input_shape[0])
-    x, inverted = preprocess_image(pixels, model.input_shape, meta["normalization"], dataset=meta.get("dataset"))
+    x, inverted = preprocess_image(pixels, model.input_shape, meta["normalization"], **preprocessing_options(meta))
     p = model.predict(x[None])[0]
     names = meta["class_names"]
     order = np.argsort(-p, kind="stable")[:top_k]

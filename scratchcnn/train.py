@@ -9,6 +9,7 @@ Examples
     python -m scratchcnn.train --dataset digits --no-progress
     python -m scratchcnn.train --resume runs/fashion-20261123-120000
     python -m scratchcnn.train --dataset mnist --init-from runs/fashion-20261123-120000 --freeze 6
+    python -m scratchcnn.train --dataset folder --data-dir photos --image-size 32 --epochs 10
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import sys
 import kernels
 from scratchcnn.apps import cli
 from scratchcnn.data import DATASET_NAMES
+from scratchcnn.data.folder import DEFAULT_TEST_FRACTION
 from scratchcnn.errors import ConfigError, TrainingDiverged
 from scratchcnn.files.loading import resolve_model_file
 from scratchcnn.nn.presets import PRESETS
@@ -33,7 +35,9 @@ PROG = "python -m scratchcnn.train"
 def build_parser() -> cli.ArgumentParser:
     p = cli.ArgumentParser(prog=PROG, description="Train a CNN written from scratch, evaluate it on the "
                            "test set and write metrics, plots and the model to a run folder.")
-    p.add_argument("--dataset", choices=DATASET_NAMES, default="fashion", help="data set (default: fashion)")
+    p.add_argument("--dataset", choices=DATASET_NAMES + ("folder",), default="fashion",
+                   help="data set (default: fashion); folder: your own images in --data-dir, one sub-folder "
+                        "per class (or train/ and test/ folders holding them)")
     p.add_argument("--model", choices=sorted(PRESETS), default="classic",
                    help="network preset (default: classic, the two-convolution CNN)")
     p.add_argument("--epochs", type=cli.positive_int,
@@ -46,7 +50,17 @@ def build_parser() -> cli.ArgumentParser:
     p.add_argument("--seed", type=cli.seed, default=0, help="seed of weights, split, shuffles, dropout (default: 0)")
     p.add_argument("--backend", choices=sorted(kernels.BACKENDS),
                    help="kernel backend (default: $SCRATCHCNN_BACKEND, else the fastest available)")
-    p.add_argument("--data-dir", help="folder holding the data set's files (searched first)")
+    p.add_argument("--data-dir", help="folder holding the data set's files (searched first); with --dataset "
+                   "folder, the image folder")
+    p.add_argument("--image-size", type=cli.image_size, metavar="N|HxW",
+                   help="--dataset folder: resize every image to this (default: chosen from the images, printed)")
+    p.add_argument("--channels", type=int, choices=(1, 3),
+                   help="--dataset folder: 1 grey or 3 colour (default: 1 if every image is grey, else 3)")
+    p.add_argument("--test-fraction", type=cli.open_fraction, default=DEFAULT_TEST_FRACTION,
+                   help="--dataset folder without a test/ folder: share of the images held out as the "
+                        f"(stratified) test set (default: {DEFAULT_TEST_FRACTION})")
+    p.add_argument("--strict", action="store_true",
+                   help="--dataset folder: stop at the first file that cannot be used instead of skipping it")
     p.add_argument("--out", help="run folder (default: runs/<dataset>-<timestamp>)")
     p.add_argument("--train-limit", type=cli.positive_int, metavar="N",
                    help="use only the first N training images (quick runs)")
@@ -82,12 +96,22 @@ def config_from_args(args) -> dict:
     Raises
     ------
     ConfigError
-        For ``--save-best``/``--early-stopping`` without
+        For ``--dataset folder`` without ``--data-dir``, a folder option with another data
+        set, ``--save-best``/``--early-stopping`` without
         a validation set, a malformed ``--freeze``/``--init-layers``, ``--init-layers``
         without ``--init-from``, or an ``--init-from`` that names no model.
     """
     config = {key: getattr(args, key) for key in RUN_OPTIONS}
     config["epochs"] = args.epochs or DEFAULT_EPOCHS[args.dataset]
+    if args.dataset == "folder" and not args.data_dir:
+        raise ConfigError("--dataset folder needs --data-dir FOLDER (a folder of class folders, or train/ and test/)")
+    if args.dataset != "folder":
+        given = [flag for flag, value in (("--image-size", args.image_size), ("--channels", args.channels),
+                                          ("--strict", args.strict),
+                                          ("--test-fraction", args.test_fraction != DEFAULT_TEST_FRACTION))
+                 if value]
+        if given:
+            raise ConfigError(f"{given[0]} applies to --dataset folder only (the {args.dataset} images are fixed)")
     if args.init_layers and not args.init_from:
         raise ConfigError("--init-layers needs --init-from (the run or model file to load from)")
     for flag in ("init_layers", "freeze"):

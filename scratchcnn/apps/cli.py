@@ -8,7 +8,8 @@ import sys
 import kernels
 from scratchcnn.errors import ScratchCNNError
 
-__all__ = ["ArgumentParser", "positive_int", "positive_float", "fraction", "seed", "non_negative_float", "run_main", "configure_process",
+__all__ = ["ArgumentParser", "positive_int", "positive_float", "fraction", "open_fraction", "image_size", "seed",
+           "non_negative_float", "run_main", "configure_process",
            "set_openmp_defaults", "GOMP_SPINCOUNT", "EXIT_ERROR", "EXIT_USAGE", "EXIT_DIVERGED",
            "EXIT_INTERRUPTED"]
 
@@ -106,6 +107,31 @@ def non_negative_float(text: str) -> float:
     if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
     return value
+
+
+def open_fraction(text: str) -> float:
+    """argparse type: a float in (0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {value}")
+    return value
+
+
+def image_size(text: str) -> tuple:
+    """argparse type: ``N`` (N x N pixels) or ``HxW``, each side 4..1024 -> (h, w)."""
+    parts = text.lower().split("x")
+    try:
+        sides = tuple(int(p) for p in parts)
+    except ValueError:
+        sides = ()
+    if len(sides) == 1:
+        sides = sides * 2
+    if len(sides) != 2 or not all(4 <= v <= 1024 for v in sides):
+        raise argparse.ArgumentTypeError(f"expected N or HxW with sides from 4 to 1024 pixels, got {text!r}")
+    return sides
 
 
 def run_main(prog: str, body, argv) -> int:

@@ -26,6 +26,8 @@ import numpy as np
 from scratchcnn.engine.augment import Augment
 from scratchcnn.files.checkpoint import load_checkpoint, save_checkpoint
 from scratchcnn.data import load_dataset
+from scratchcnn.data.folder import DEFAULT_TEST_FRACTION, load_folder
+from scratchcnn.data.images import RESIZE
 from scratchcnn.errors import ConfigError, ModelFileError, TrainingDiverged
 from scratchcnn.files.loading import resolve_model_file
 from scratchcnn.nn.losses import SoftmaxCrossEntropy
@@ -36,20 +38,22 @@ from scratchcnn.files.runfolder import RunFolder, remove_temporaries
 from scratchcnn.files.serialization import (BEST_MODEL_FILE, CHECKPOINT_FILE, EVALUATION_DIR, MODEL_FILE, MODEL_FORMAT,
                                      param_arrays, read_archive, save_model)
 from scratchcnn.engine.training import TrainState, Trainer
-from scratchcnn.files.transfer import init_from, parse_layer_choice, select_layers
+from scratchcnn.files.transfer import describe_difference, init_from, parse_layer_choice, select_layers
 
 __all__ = ["RUN_OPTIONS", "RESUME_OPTIONS", "DEFAULT_EPOCHS", "RunOutcome", "start_run", "resume_run",
-           "finish_run", "is_complete", "make_optimizer", "make_augment", "default_run_dir"]
+           "finish_run", "is_complete", "make_optimizer", "make_augment", "default_run_dir", "model_extras"]
 
-DEFAULT_EPOCHS = {"fashion": 5, "mnist": 3, "cifar10": 10, "digits": 30}
+DEFAULT_EPOCHS = {"fashion": 5, "mnist": 3, "cifar10": 10, "digits": 30, "folder": 10}
 # Options stored in a run's config; on --resume they come from the checkpoint.
 RUN_OPTIONS = ("dataset", "model", "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay",
                "seed", "train_limit", "val_fraction", "augment", "lr_schedule", "early_stopping",
-               "save_best", "data_dir", "init_from", "init_layers", "freeze", "label_smoothing", "tta_flip")
+               "save_best", "data_dir", "init_from", "init_layers", "freeze", "label_smoothing", "tta_flip",
+               "image_size", "channels", "test_fraction", "strict")
 # Options added after the first checkpoints were written: absent from an older run's config means None.
 LATER_OPTIONS = ("init_from", "init_layers", "freeze")
 # Likewise, with these values.
-OPTION_DEFAULTS = {"label_smoothing": 0.0, "tta_flip": False}
+OPTION_DEFAULTS = {"label_smoothing": 0.0, "tta_flip": False, "image_size": None, "channels": None,
+                   "test_fraction": DEFAULT_TEST_FRACTION, "strict": False}
 # The only run options that a resumed run may change (besides the backend and progress bars).
 RESUME_OPTIONS = ("epochs", "data_dir")
 
@@ -127,7 +131,7 @@ def start_run(config: dict, out=None, backend=None, progress: bool = True, log=p
     config = dict(config)
     with RunFolder(run_dir):
         _check_new_run_dir(run_dir)  # again, now that no other process can be writing there
-        splits = _load_data(config, progress)
+        splits = _load_data(config, progress, log)
         model = build_model(config["model"], splits.input_shape, len(splits.class_names), seed=config["seed"],
                             backend=backend)
         apply_transfer(model, config, log)
@@ -176,20 +180,42 @@ def apply_transfer(model, config: dict, log=print) -> None:
     ModelFileError
         If the ``init_from`` file cannot be read.
     """
+    report = None
     if config.get("init_from"):
         layers = (select_layers(model, parse_layer_choice(config["init_layers"])) if config.get("init_layers")
                   else None)
-        log(init_from(model, resolve_model_file(config["init_from"]), layers).summary())
+        report = init_from(model, resolve_model_file(config["init_from"]), layers)
+        log(report.summary())
+        differs = describe_difference(report.input_shape, model.input_shape)
+        if differs and report.skipped:
+            log(f"note: {differs}")
     if config.get("freeze"):
         names = select_layers(model, parse_layer_choice(config["freeze"]))
         if not names:  # --freeze 0
             return
+        fresh = [name for name, _ in (report.skipped if report else []) if name in names]
+        if fresh:
+            raise ConfigError(_unloaded_frozen_message(config, fresh, report, model))
         try:
             model.freeze(names)
         except ValueError as exc:
             raise ConfigError(f"--freeze {config['freeze']}: {exc}") from None
         first = next(layer.name for layer in model.layers if layer.params and layer.trainable)
         log(f"frozen: {', '.join(names)} (no updates; backpropagation stops at {first})")
+
+
+def _unloaded_frozen_message(config: dict, fresh: list, report, model) -> str:
+    """Why freezing layers that ``--init-from`` could not load is refused, and what to change."""
+    message = (f"--freeze {config['freeze']}: {', '.join(fresh)} cannot be loaded from --init-from "
+               f"{config['init_from']} and would stay frozen at random weights")
+    differs = describe_difference(report.input_shape, model.input_shape)
+    if not differs:
+        return f"{message} ({'; '.join(f'{n}: {w}' for n, w in report.skipped if n in fresh)})"
+    message += f": {differs}"
+    if config["dataset"] == "folder" and report.input_shape:
+        c, h, w = report.input_shape
+        return f"{message}; train with --channels {c} --image-size {h}x{w} to match it, or freeze fewer layers"
+    return f"{message}; freeze fewer layers"
 
 
 def resume_run(run_dir, epochs=None, data_dir=None, backend=None, progress: bool = True,
@@ -251,17 +277,38 @@ def _resume(run_dir: Path, epochs, data_dir, backend, progress: bool, log) -> Ru
         return RunOutcome(run_dir, "already complete", state)
     if trained:
         log(f"{run_dir}: training is complete ({state.epoch} epochs) but its reports are not; writing them")
-        splits = _load_data(config, progress)
+        splits = _load_data(config, progress, log)
         metrics = finish_run(run_dir, model, splits, state, config, log)
         return RunOutcome(run_dir, "finished", state, metrics)
     log(f"resuming {run_dir} at epoch {state.epoch + 1}, step {state.step}")
-    splits = _load_data(config, progress)
+    splits = _load_data(config, progress, log)
     return _train_and_finish(run_dir, model, state, config, splits, progress, log)
 
 
-def _load_data(config: dict, progress: bool):
-    return load_dataset(config["dataset"], config["data_dir"], val_fraction=config["val_fraction"],
-                        train_limit=config["train_limit"], seed=config["seed"], progress=progress)
+def _load_data(config: dict, progress: bool, log=print):
+    """The run's data splits; for an image folder, the image size and channels chosen are
+    written into ``config`` (and so into the checkpoint), so a resumed run reads the same."""
+    if config["dataset"] != "folder":
+        return load_dataset(config["dataset"], config["data_dir"], val_fraction=config["val_fraction"],
+                            train_limit=config["train_limit"], seed=config["seed"], progress=progress)
+    if not config["data_dir"]:
+        raise ConfigError("--dataset folder needs --data-dir FOLDER (a folder of class folders, or train/ and test/)")
+    splits = load_folder(config["data_dir"], val_fraction=config["val_fraction"], train_limit=config["train_limit"],
+                         seed=config["seed"], image_size=config["image_size"], channels=config["channels"],
+                         test_fraction=config["test_fraction"], strict=config["strict"], progress=progress, log=log)
+    config["image_size"], config["channels"] = splits.info["image_size"], splits.info["channels"]
+    return splits
+
+
+def model_extras(config: dict, splits) -> dict:
+    """The fields besides weights that a run's model file records: the data set, and for an
+    image folder how its images were prepared (``predict`` and ``serve`` repeat it; ``evaluate``
+    finds the folder and its test split again)."""
+    if config["dataset"] != "folder":
+        return {"dataset": config["dataset"]}
+    return {"dataset": "folder", "preprocessing": RESIZE,
+            "folder": {"path": splits.info["folder"], "image_size": splits.info["image_size"],
+                       "channels": splits.info["channels"], "test_fraction": splits.info["test_fraction"]}}
 
 
 def _normalization(config: dict, splits) -> dict:
@@ -285,7 +332,7 @@ def _train_and_finish(run_dir: Path, model, state, config: dict, splits, progres
     def on_best(trainer):
         if config["save_best"] or config["early_stopping"]:
             save_model(run_dir / BEST_MODEL_FILE, model, splits.class_names, normalization,
-                       dataset=config["dataset"], epoch=trainer.state.epoch)
+                       epoch=trainer.state.epoch, **model_extras(config, splits))
 
     trainer = Trainer(model, batch_size=config["batch_size"], seed=config["seed"], base_lr=config["lr"],
                       lr_schedule=config["lr_schedule"], augment=make_augment(config, splits),
@@ -314,7 +361,7 @@ def finish_run(run_dir, model, splits, state: TrainState, config: dict, log=prin
     """
     run_dir = Path(run_dir)
     save_model(run_dir / MODEL_FILE, model, splits.class_names, _normalization(config, splits),
-               dataset=config["dataset"], epoch=state.epoch)
+               epoch=state.epoch, **model_extras(config, splits))
     per_second = state.train_images / state.train_seconds if state.train_seconds else None
     info = {"dataset": config["dataset"], "model": config["model"], "epochs": config["epochs"],
             "epochs_completed": state.epoch, "stopped_early": state.stopped_early, "best_epoch": state.best_epoch,
@@ -323,6 +370,9 @@ def finish_run(run_dir, model, splits, state: TrainState, config: dict, log=prin
             "test_images": len(splits.y_test), "train_seconds": state.train_seconds,
             "train_images_per_second": per_second, "compile_seconds": state.compile_seconds, "config": config, "parameters": model.num_params(),
             "machine": machine()}
+    if splits.info:  # an image folder: class counts per split, skipped files, size, channels
+        info["class_counts"] = splits.info["class_counts"]
+        info["data"] = {key: value for key, value in splits.info.items() if key != "class_counts"}
     metrics = write_test_report(run_dir, model, splits, state.history, info, log=log,
                                 tta_flip=config.get("tta_flip", False))
     # Compiling (a first run's warm-up) is reported apart: it is not training time.

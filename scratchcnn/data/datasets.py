@@ -14,7 +14,7 @@ from scratchcnn.data.registry import CIFAR_DATASETS, DATASET_NAMES, IDX_DATASETS
 from scratchcnn.data.sources import find_or_download
 from scratchcnn.errors import ConfigError, DataError
 
-__all__ = ["DataSplits", "load_raw", "load_dataset", "normalize", "pixel_statistics"]
+__all__ = ["DataSplits", "load_raw", "load_dataset", "normalize", "pixel_statistics", "validation_split"]
 
 # The digits test split is fixed (not seeded) so every run reports on the same 360 images.
 _DIGITS_TEST_FRACTION, _DIGITS_SPLIT_SEED = 0.2, 0
@@ -28,14 +28,22 @@ class DataSplits:
     ----------
     x_train, x_val, x_test : ndarray, float32, shape (N, C, H, W)
         Scaled to [0, 1], then standardised with ``mean`` and ``std`` of ``x_train``
-        (C = 1 for the grey data sets, 3 for CIFAR-10).
+        (C = 1 for the grey data sets, 3 for CIFAR-10). An image folder's splits are
+        ``scratchcnn.data.streaming.NormalizedRows`` instead: the same numbers, read
+        from the folder's uint8 cache and standardised one batch at a time.
     y_train, y_val, y_test : ndarray, int64, shape (N,)
     class_names : list of str
     mean, std : float, or tuple of C floats
         Training-split pixel statistics of the [0, 1]-scaled images: one number for
         grey images, one per channel (R, G, B) for colour images.
     name : str
-        "fashion", "mnist", "cifar10" or "digits".
+        "fashion", "mnist", "cifar10", "digits" or "folder".
+    files : dict
+        The data files read (name -> path).
+    info : dict
+        What the run records about the data besides the arrays (an image folder's
+        root, class counts per split, skipped files, preprocessing); empty for the
+        built-in sets.
     """
 
     x_train: np.ndarray
@@ -49,6 +57,7 @@ class DataSplits:
     std: float | tuple
     name: str
     files: dict = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
 
     @property
     def input_shape(self) -> tuple:
@@ -163,6 +172,36 @@ def pixel_statistics(images, scale: float):
     return tuple(means), tuple(stds)
 
 
+def validation_split(labels, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the images kept for training and of those held out for validation.
+
+    ``round(val_fraction * N)`` images are drawn with scikit-learn's
+    ``train_test_split(random_state=seed)``, stratified by class when every class has
+    at least two images (and each side can hold one of every class). Both results are
+    int64 position arrays in ``train_test_split``'s order (the training side shuffled);
+    with ``val_fraction`` 0 the training side is every position in order.
+
+    Raises
+    ------
+    ConfigError
+        If the split leaves fewer training images than classes.
+    """
+    labels = np.asarray(labels)
+    positions = np.arange(len(labels))
+    n_val = int(round(val_fraction * len(labels)))
+    n_classes = len(np.unique(labels))
+    if len(labels) - n_val < n_classes:
+        raise ConfigError(f"--val-fraction {val_fraction} holds out {n_val} of {len(labels)} training images, "
+                          f"leaving {len(labels) - n_val}, fewer than the {n_classes} classes; use a smaller "
+                          "--val-fraction (or a larger --train-limit)")
+    if n_val == 0:
+        return positions, positions[:0]
+    counts = np.bincount(labels)
+    stratify = labels if counts[counts > 0].min() >= 2 and min(n_val, len(labels) - n_val) >= n_classes else None
+    keep, held = train_test_split(positions, test_size=n_val, stratify=stratify, random_state=seed)
+    return keep, held
+
+
 def load_dataset(name: str, data_dir=None, val_fraction: float = 0.1, train_limit=None,
                  seed: int = 0, progress: bool = True) -> DataSplits:
     """Load a data set and split it into train / validation / test.
@@ -202,18 +241,8 @@ def load_dataset(name: str, data_dir=None, val_fraction: float = 0.1, train_limi
         if train_limit < 2:
             raise ConfigError(f"train_limit must be at least 2, got {train_limit}")
         x_tr, y_tr = x_tr[:train_limit], y_tr[:train_limit]
-    x_val, y_val = x_tr[:0], y_tr[:0]
-    n_val = int(round(val_fraction * len(y_tr)))
-    n_classes = len(np.unique(y_tr))
-    if len(y_tr) - n_val < n_classes:
-        raise ConfigError(f"--val-fraction {val_fraction} holds out {n_val} of {len(y_tr)} training images, "
-                          f"leaving {len(y_tr) - n_val}, fewer than the {n_classes} classes; use a smaller "
-                          "--val-fraction (or a larger --train-limit)")
-    if n_val > 0:
-        counts = np.bincount(y_tr)
-        stratify = y_tr if counts[counts > 0].min() >= 2 and min(n_val, len(y_tr) - n_val) >= n_classes else None
-        x_tr, x_val, y_tr, y_val = train_test_split(x_tr, y_tr, test_size=n_val, stratify=stratify,
-                                                    random_state=seed)
+    keep, held = validation_split(y_tr, val_fraction, seed)
+    x_tr, x_val, y_tr, y_val = x_tr[keep], x_tr[held], y_tr[keep], y_tr[held]
     mean, std = pixel_statistics(x_tr, scale)
     return DataSplits(
         x_train=normalize(x_tr, scale, mean, std), y_train=np.asarray(y_tr, np.int64),

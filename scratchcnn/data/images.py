@@ -33,6 +33,12 @@ classifies user images (a web demo):
     filter, then standardised per channel (``mean``/``std`` a number or one per
     channel); nothing is inverted or cropped.
 
+    Models trained on an image folder (``scratchcnn.data.folder``) were trained on
+    the folder's images resized this plain way, grey ones too (``resize_only``:
+    no inversion, no cropping); their model file says so (``meta["preprocessing"]``
+    is ``"resize"``), and ``preprocessing_options(meta)`` turns a model file's
+    ``meta`` into the keyword arguments that reproduce its training images.
+
 Sources: LeCun, Cortes & Burges, "The MNIST database" (size normalisation into a
 20x20 box, then centring by the centre of mass in 28x28); Xiao, Rasul & Vollgraf (2017), "Fashion-MNIST", Section 2 (trimming,
 resizing the longest edge, centring, negating).
@@ -54,12 +60,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from scratchcnn.errors import DataError
 
-__all__ = ["load_image", "preprocess_image", "margin_for", "MARGINS", "CENTRE_OF_MASS", "LIGHT", "TRIM"]
+__all__ = ["load_image", "preprocess_image", "preprocessing_options", "margin_for", "RESIZE", "MARGINS", "CENTRE_OF_MASS", "LIGHT", "TRIM"]
 
 LIGHT = 0.5  # a median border intensity above this means a light background, to be inverted
 TRIM = 0.05  # intensities this close to the background level count as background (5% of the range)
 MARGINS = {"mnist": 4 / 28}  # blank border per side, as a fraction of the side (0 if not listed)
 CENTRE_OF_MASS = {"mnist"}  # data sets whose objects were centred by centre of mass (others: bounding box)
+RESIZE = "resize"  # meta["preprocessing"] of models trained on an image folder: a plain resize
 # Pillow modes holding more than 8 bits per sample, and the value that means white in each.
 _WIDE_MODES = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0, "I": 65535.0}
 
@@ -67,6 +74,12 @@ _WIDE_MODES = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 655
 def margin_for(dataset) -> float:
     """The blank border per side (fraction of the side) of a data set's images; 0 if not listed."""
     return MARGINS.get(dataset, 0.0)
+
+
+def preprocessing_options(meta: dict) -> dict:
+    """The keyword arguments of ``preprocess_image`` that a model file's ``meta`` asks for:
+    ``dataset`` (its framing margin) and ``resize_only`` (models trained on an image folder)."""
+    return {"dataset": meta.get("dataset"), "resize_only": meta.get("preprocessing") == RESIZE}
 
 
 def load_image(source, channels: int = 1) -> np.ndarray:
@@ -127,7 +140,8 @@ def _intensities(img: Image.Image, channels: int) -> np.ndarray:
 
 
 def preprocess_image(pixels: np.ndarray, input_shape, normalization: dict,
-                     dataset=None, margin: float | None = None) -> tuple[np.ndarray, bool]:
+                     dataset=None, margin: float | None = None,
+                     resize_only: bool = False) -> tuple[np.ndarray, bool]:
     """Turn intensities from ``load_image`` into one model input (steps: the module docstring).
 
     Parameters
@@ -140,6 +154,9 @@ def preprocess_image(pixels: np.ndarray, input_shape, normalization: dict,
         The model's data set (``meta["dataset"]``); picks the margin (``MARGINS``).
     margin : float in [0, 0.5), optional
         Blank border per side as a fraction of the side; overrides ``dataset``'s.
+    resize_only : bool
+        Resize to (h, w) with the Lanczos filter, nothing else, grey images too (no
+        inversion, no cropping or framing): how image folders are prepared.
 
     Returns
     -------
@@ -158,7 +175,10 @@ def preprocess_image(pixels: np.ndarray, input_shape, normalization: dict,
         raise ValueError(f"the model takes {c}-channel images, got pixels of shape {pixels.shape}")
     margin = margin_for(dataset) if margin is None else margin
     inverted = False
-    if c == 1:
+    if c == 1 and resize_only:
+        grey = pixels if pixels.ndim == 2 else pixels[..., 0]
+        chw = (grey if grey.shape == (th, tw) else _resize(grey, th, tw))[None]
+    elif c == 1:
         grey = pixels if pixels.ndim == 2 else pixels[..., 0]
         inverted = bool(np.median(_border(grey)) > LIGHT)
         if inverted:

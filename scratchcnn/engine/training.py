@@ -92,7 +92,8 @@ def _batches(n: int, batch_size: int):
 def loss_and_accuracy(model, x, y, batch_size: int = 256) -> tuple[float, float]:
     """Mean loss and accuracy of ``model`` on (x, y) in inference mode (``Sequential.evaluate``).
 
-    x : (N, C, H, W) float32 host array; y : (N,) int64. Returns ``(loss, accuracy)``
+    x : (N, C, H, W) float32 host array (or a split streamed from disk,
+    ``scratchcnn.data.streaming.NormalizedRows``, read batch by batch); y : (N,) int64. Returns ``(loss, accuracy)``
     as floats (NaN for an empty set).
     """
     if len(y) == 0:
@@ -119,13 +120,16 @@ def flip_averaged_probabilities(model, x, batch_size: int = 256) -> np.ndarray:
     as in Krizhevsky et al., 2012 ("ImageNet Classification with Deep CNNs", Section 4.1),
     who average the predictions over an image and its reflection.
     """
-    total = 0.0
-    for images in (x, np.ascontiguousarray(x[..., ::-1])):
-        logits = predict_logits(model, images, batch_size).astype(np.float64)
-        logits -= logits.max(axis=1, keepdims=True)
-        probs = np.exp(logits)
-        total = total + probs / probs.sum(axis=1, keepdims=True)
-    return total / 2
+    parts = []
+    for start in _batches(len(x), batch_size):  # batch by batch: x may be streamed from disk
+        batch, total = x[start:start + batch_size], 0.0
+        for images in (batch, np.ascontiguousarray(batch[..., ::-1])):
+            logits = predict_logits(model, images, batch_size).astype(np.float64)
+            logits -= logits.max(axis=1, keepdims=True)
+            probs = np.exp(logits)
+            total = total + probs / probs.sum(axis=1, keepdims=True)
+        parts.append(total / 2)
+    return np.concatenate(parts) if parts else np.zeros((0, 0))
 
 
 def predict_logits(model, x, batch_size: int = 256) -> np.ndarray:
@@ -197,7 +201,8 @@ class Trainer:
 
         Parameters
         ----------
-        x : ndarray, float32, (N, C, H, W); y : ndarray, int64, (N,)
+        x : ndarray, float32, (N, C, H, W), or ``scratchcnn.data.streaming.NormalizedRows``
+            (an image folder's split, standardised batch by batch); y : ndarray, int64, (N,)
         epochs : int
         validation_data : (x_val, y_val), optional
 
@@ -341,7 +346,8 @@ def _check_xy(model, x, y):
     if model.input_shape is not None and tuple(x.shape[1:]) != tuple(model.input_shape):
         raise ConfigError(f"images of shape {tuple(x.shape[1:])} do not fit a model built for "
                           f"{tuple(model.input_shape)}")
-    if not np.all(np.isfinite(x)):
+    # (a split read from a uint8 cache, scratchcnn.data.streaming, is finite by construction)
+    if isinstance(x, np.ndarray) and not np.all(np.isfinite(x)):
         raise ConfigError("the training images contain NaN or infinite values")
     num_classes = model.output_shapes()[-1][0] if model.input_shape else None
     if len(y) and (y.min() < 0 or (num_classes is not None and y.max() >= num_classes)):

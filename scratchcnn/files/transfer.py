@@ -16,7 +16,7 @@ import numpy as np
 from scratchcnn.errors import ConfigError
 from scratchcnn.files.serialization import MODEL_FORMAT, check_finite, read_archive
 
-__all__ = ["parse_layer_choice", "select_layers", "InitReport", "init_from"]
+__all__ = ["parse_layer_choice", "select_layers", "InitReport", "init_from", "describe_difference"]
 
 _PARAM = "param/"  # archive key prefix of parameters and buffers (scratchcnn.files.serialization)
 
@@ -66,6 +66,7 @@ class InitReport:
     source: str
     loaded: list = field(default_factory=list)
     skipped: list = field(default_factory=list)  # (layer name, reason)
+    input_shape: tuple = ()  # (C, H, W) of the images the saved model takes, as its file says
 
     def summary(self) -> str:
         """One line for the log."""
@@ -73,6 +74,19 @@ class InitReport:
         if self.skipped:
             line += "; kept fresh: " + ", ".join(f"{name} ({why})" for name, why in self.skipped)
         return line
+
+
+def describe_difference(source_shape, target_shape) -> str:
+    """What differs between the images two models take, in words ("" when nothing does):
+    ``the --init-from model takes grey 28x28 images, this one colour 32x32 images``."""
+    if not source_shape or tuple(source_shape) == tuple(target_shape):
+        return ""
+
+    def words(shape):
+        kind = {1: "grey", 3: "colour"}.get(int(shape[0]), f"{shape[0]}-channel")
+        return f"{kind} {shape[1]}x{shape[2]}"
+
+    return f"the --init-from model takes {words(source_shape)} images, this one {words(target_shape)} images"
 
 
 def init_from(model, path, layers=None) -> InitReport:
@@ -90,7 +104,7 @@ def init_from(model, path, layers=None) -> InitReport:
 
     Returns
     -------
-    InitReport
+    InitReport (with the saved model's input shape, for messages about what differs)
 
     Raises
     ------
@@ -99,10 +113,12 @@ def init_from(model, path, layers=None) -> InitReport:
     ConfigError
         If no layer matched.
     """
-    _, arrays = read_archive(path, MODEL_FORMAT)
+    meta, arrays = read_archive(path, MODEL_FORMAT)
     source = {key[len(_PARAM):]: value for key, value in arrays.items() if key.startswith(_PARAM)}
     check_finite(path, source)
-    report = InitReport(str(path))
+    architecture = meta.get("architecture") if isinstance(meta.get("architecture"), dict) else {}
+    shape = architecture.get("input_shape")
+    report = InitReport(str(path), input_shape=tuple(shape) if isinstance(shape, list) else ())
     for layer in model.layers:
         stores = [store for store in (layer.params, layer.buffers) if store]
         if not stores or (layers is not None and layer.name not in layers):

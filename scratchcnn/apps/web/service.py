@@ -24,7 +24,7 @@ from PIL import Image, UnidentifiedImageError
 from scratchcnn.engine import explain
 from scratchcnn.errors import DataError
 from scratchcnn.nn.layers import Conv2D, MaxPool2D
-from scratchcnn.data.images import load_image, preprocess_image
+from scratchcnn.data.images import load_image, preprocess_image, preprocessing_options
 from scratchcnn.files.loading import load_saved_model
 from scratchcnn.apps.web import render
 
@@ -135,7 +135,7 @@ class ServedModel:
         the preprocessing ``python -m scratchcnn.predict`` uses."""
         shape = self.card["input_shape"]
         pixels = decode_image(data, limits, channels=shape[0])
-        return preprocess_image(pixels, shape, self.meta["normalization"], dataset=self.meta.get("dataset"))
+        return preprocess_image(pixels, shape, self.meta["normalization"], **preprocessing_options(self.meta))
 
     def predict(self, data: bytes, limits: Limits, top_k: int = 5, details: bool = False) -> dict:
         """Classify one image; with ``details``, add the input as the model sees it, every conv

@@ -1,0 +1,270 @@
+"""The decoded images of a folder, kept as one uint8 memory map in the user cache folder.
+
+Layout: ``cache_dir()/folders/<hash of the root path>/``
+
+- ``headers-<scan key>.json``: each image's width, height and whether it is grey
+  (read from the file headers, to choose the default size and channels);
+- ``<scan key>-<options key>/pixels.u8``: the images, uint8 (N, C, H, W), row after row,
+  and ``index.json``: each row's file, size, mtime, part and class, and one line per
+  file that could not be used.
+
+The scan key covers every file's path, size and modification time
+(``Scan.key``), the options key the image size, channels and preprocessing, so a
+changed file or option never reads a stale cache. A new cache is written into a
+temporary folder that is renamed into place when complete (POSIX rename is
+atomic): an interrupted decode leaves no cache that a later run could read, and
+its temporary folder is removed by the next build once its process is gone.
+When files changed, the rows of unchanged files are copied from the previous
+cache of the same options instead of being decoded again, and the previous cache
+is then removed.
+
+Each image is read with ``scratchcnn.data.images.load_image`` and resized with
+``preprocess_image(..., resize_only=True)``, exactly as ``predict`` and the web demo
+prepare an image for a model trained on a folder, then rounded to 8 bits.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from scratchcnn.data.images import load_image, preprocess_image
+from scratchcnn.data.sources import cache_dir
+from scratchcnn.data.streaming import open_uint8
+from scratchcnn.errors import DataError
+from scratchcnn.files.fileio import atomic_write_text
+
+__all__ = ["FolderCache", "open_cache", "read_headers", "choose_options", "folder_cache_root", "decode_entry",
+           "CACHE_VERSION", "MAX_DEFAULT_SIDE", "PIXELS_FILE", "INDEX_FILE"]
+
+CACHE_VERSION = 1  # bump when decoding changes: older caches are then never read
+MAX_DEFAULT_SIDE = 64  # the default image size is at most this many pixels per side
+PIXELS_FILE, INDEX_FILE = "pixels.u8", "index.json"
+_GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+_IDENTITY = {"mean": 0.0, "std": 1.0}  # preprocess_image's standardisation, switched off
+
+
+@dataclass
+class FolderCache:
+    """An opened cache: ``pixels`` uint8 (N, C, H, W) mapped from ``path``, and per row its
+    file, part and class folder; ``problems`` holds one line per file left out when decoding."""
+
+    path: Path
+    pixels: np.ndarray
+    mapped: object
+    files: list
+    parts: list
+    labels: list
+    problems: list
+    reused: bool
+
+
+def folder_cache_root(root: Path) -> Path:
+    """``cache_dir()/folders/<first 16 hex digits of the SHA-256 of the folder's absolute path>``."""
+    return cache_dir() / "folders" / hashlib.sha256(str(root).encode("utf-8")).hexdigest()[:16]
+
+
+def read_headers(scan, progress: bool = True) -> list:
+    """Per entry of ``scan``: ``[width, height, grey]`` from the file's header, or a problem line.
+
+    Read once per scan key and kept as ``headers-<key>.json`` in the folder's cache.
+    A file counts as grey when its mode is a grey one (``L``, ``I;16``, ...) or a
+    palette of greys; an RGB file whose channels happen to be equal counts as colour.
+    """
+    store = folder_cache_root(scan.root) / f"headers-{scan.key()}.json"
+    try:
+        headers = json.loads(store.read_text())
+        if isinstance(headers, list) and len(headers) == len(scan.entries):
+            return headers
+    except (OSError, ValueError):
+        pass
+    headers = []
+    for entry in tqdm(scan.entries, desc="reading image headers", unit="img", disable=not progress, leave=False):
+        try:
+            with Image.open(scan.root / entry.path) as img:
+                grey = img.mode in _GREY_MODES or (img.mode in ("P", "PA") and _grey_palette(img))
+                headers.append([img.width, img.height, grey])
+        except Exception as exc:  # Pillow raises many kinds for a bad file: each is one line, not a crash
+            headers.append(f"{entry.path}: not an image Pillow can read ({type(exc).__name__}: {exc}); skipped")
+    atomic_write_text(store, json.dumps(headers))
+    return headers
+
+
+def _grey_palette(img) -> bool:
+    palette = img.getpalette() or []
+    return all(palette[i] == palette[i + 1] == palette[i + 2] for i in range(0, len(palette) - 2, 3))
+
+
+def choose_options(headers: list, image_size=None, channels=None, log=print) -> tuple[tuple, int]:
+    """The image size (h, w) and channels to train at: the ones given, else chosen from ``headers``.
+
+    Size: the images' own when they all share one no larger than ``MAX_DEFAULT_SIDE``,
+    else a square whose side is the median shorter side, at most ``MAX_DEFAULT_SIDE``.
+    Channels: 1 when every image is grey, else 3. A chosen value is logged with why.
+    """
+    sizes = [(h[1], h[0]) for h in headers if isinstance(h, list)]
+    if image_size is None and sizes:
+        if len(set(sizes)) == 1 and max(sizes[0]) <= MAX_DEFAULT_SIDE:
+            image_size, why = sizes[0], "the size of every image"
+        else:
+            side = min(MAX_DEFAULT_SIDE, int(np.median([min(s) for s in sizes])))
+            image_size, why = (side, side), f"median shorter side of the images, at most {MAX_DEFAULT_SIDE}"
+        log(f"image size {image_size[0]}x{image_size[1]} ({why}; set it with --image-size)")
+    if channels is None and sizes:
+        channels = 1 if all(h[2] for h in headers if isinstance(h, list)) else 3
+        log(f"channels {channels} ({'every image is grey' if channels == 1 else 'some images are in colour'}; "
+            "set it with --channels)")
+    return (tuple(int(v) for v in image_size) if image_size else None), channels
+
+
+def decode_entry(path, shape) -> np.ndarray:
+    """One image file as the cache holds it: uint8 (C, h, w) for ``shape`` (C, h, w).
+
+    Raises DataError (from ``load_image``) for a file that cannot be decoded.
+    """
+    pixels = load_image(path, channels=shape[0])
+    x, _ = preprocess_image(pixels, shape, _IDENTITY, resize_only=True)
+    return np.clip(np.rint(x * np.float32(255.0)), 0, 255).astype(np.uint8)
+
+
+def open_cache(scan, image_size: tuple, channels: int, strict: bool = False, progress: bool = True,
+               log=print) -> FolderCache:
+    """The cache of ``scan`` for images of (``channels``, *``image_size``*): opened, or made first.
+
+    Raises
+    ------
+    DataError
+        With ``strict``, for the first file that cannot be decoded (also one recorded by
+        an earlier run); or if the cache folder cannot be written.
+    """
+    shape = (int(channels), *image_size)
+    options = hashlib.sha256(json.dumps([CACHE_VERSION, shape, "lanczos"]).encode()).hexdigest()[:16]
+    home = folder_cache_root(scan.root)
+    path = home / f"{scan.key()[:32]}-{options}"
+    reused = (path / INDEX_FILE).is_file()
+    if not reused:
+        _build(scan, shape, options, path, strict, progress, log)
+    else:
+        log(f"using the cache {path} (decoded images)")
+    cache = _open(path)
+    if strict and cache.problems:
+        raise DataError(f"{cache.problems[0].replace('; skipped', '')} (--strict)")
+    cache.reused = reused
+    return cache
+
+
+def _open(path: Path) -> FolderCache:
+    try:
+        index = json.loads((path / INDEX_FILE).read_text())
+        pixels, mapped = open_uint8(path / PIXELS_FILE, tuple(index["shape"]))
+        rows = index["rows"]
+        return FolderCache(path, pixels, mapped, [r[0] for r in rows], [r[3] for r in rows],
+                           [r[4] for r in rows], list(index["problems"]), True)
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+        raise DataError(f"{path}: the image cache cannot be read ({exc}); delete that folder and run again") from None
+
+
+def _previous(home: Path, options: str, path: Path) -> dict:
+    """Rows of the newest other cache of these options in ``home``: path -> (size, mtime, row, pixels)."""
+    others = sorted((p for p in home.glob(f"*-{options}") if p != path and (p / INDEX_FILE).is_file()),
+                    key=lambda p: p.stat().st_mtime)
+    if not others:
+        return {}
+    try:
+        old = _open(others[-1])
+    except DataError:
+        return {}
+    index = json.loads((others[-1] / INDEX_FILE).read_text())
+    return {r[0]: (r[1], r[2], i, old.pixels) for i, r in enumerate(index["rows"])}
+
+
+def _build(scan, shape, options: str, path: Path, strict: bool, progress: bool, log) -> None:
+    home = path.parent
+    home.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned(home)
+    previous = _previous(home, options, path)
+    if previous:
+        changed = [e.path for e in scan.entries if e.path in previous
+                   and previous[e.path][:2] != (e.size, e.mtime_ns)]
+        added = sum(e.path not in previous for e in scan.entries)
+        gone = len(set(previous) - {e.path for e in scan.entries})
+        for name in changed:
+            log(f"{name}: changed since the cache was made; reading it again")
+        log(f"the folder changed since its cache was made ({len(changed)} changed, {added} new, {gone} removed "
+            "files); updating the cache")
+    tmp = Path(tempfile.mkdtemp(prefix=f".build-{os.getpid()}-", dir=home))
+    rows, problems, copied = [], [], 0
+    try:
+        with open(tmp / PIXELS_FILE, "wb") as out:
+            for entry in tqdm(scan.entries, desc="decoding images", unit="img", disable=not progress):
+                old = previous.get(entry.path)
+                if old is not None and old[:2] == (entry.size, entry.mtime_ns):
+                    out.write(old[3][old[2]].tobytes())
+                    copied += 1
+                else:
+                    try:
+                        out.write(_decode_checked(scan.root, entry, shape).tobytes())
+                    except DataError as exc:
+                        line = f"{exc}; skipped"
+                        if strict:
+                            raise DataError(f"{exc} (--strict)") from None
+                        problems.append(line)
+                        continue
+                rows.append([entry.path, entry.size, entry.mtime_ns, entry.part, entry.label])
+            out.flush()
+            os.fsync(out.fileno())
+        index = {"version": CACHE_VERSION, "root": str(scan.root), "shape": [len(rows), *shape], "rows": rows,
+                 "problems": problems}
+        atomic_write_text(tmp / INDEX_FILE, json.dumps(index))
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            if not (path / INDEX_FILE).is_file():  # another process made the same cache first: use theirs
+                raise
+        else:
+            tmp = None
+    except OSError as exc:
+        raise DataError(f"cannot write the image cache in {home}: {exc.strerror or exc}") from None
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    # Caches and headers of another listing of the folder are stale, whatever their options.
+    for stale in home.iterdir():
+        if not stale.name.startswith(".") and scan.key()[:32] not in stale.name:
+            (shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True))
+    log(f"cached {len(rows)} images in {path}" + (f" ({copied} copied from the previous cache)" if copied else ""))
+
+
+def _decode_checked(root: Path, entry, shape) -> np.ndarray:
+    """``decode_entry``, refusing a file whose size or time changed since the scan (being written)."""
+    try:
+        image = decode_entry(root / entry.path, shape)
+    except DataError as exc:  # load_image names the absolute path: name it as the other lines do
+        raise DataError(str(exc).replace(str(root / entry.path), entry.path, 1)) from None
+    try:
+        stat = (root / entry.path).stat()
+    except OSError as exc:
+        raise DataError(f"{entry.path}: disappeared while being read ({exc.strerror})") from None
+    if (stat.st_size, stat.st_mtime_ns) != (entry.size, entry.mtime_ns):
+        raise DataError(f"{entry.path}: changed while being read (the next run reads it again)")
+    return image
+
+
+def _remove_abandoned(home: Path) -> None:
+    """Remove the temporary folders of builds whose process is gone (killed mid-decode)."""
+    for tmp in home.glob(".build-*"):
+        try:
+            pid = int(tmp.name.split("-")[1])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except (ValueError, IndexError, PermissionError):
+            continue

@@ -1,0 +1,303 @@
+"""Image folders as a data set (``--dataset folder``): scanning, the uint8 cache, streamed splits,
+bad files, the tools downstream, and the round trip from a built-in data set and back."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from scratchcnn.data import load_dataset, normalize
+from scratchcnn.data.folder import cache as folder_cache
+from scratchcnn.data.folder import load_folder
+from scratchcnn.data.images import load_image, preprocess_image
+from scratchcnn.data.streaming import NormalizedRows, channel_histograms, histogram_statistics
+from scratchcnn.data.to_folder import write_folder
+from scratchcnn.errors import ConfigError, DataError
+from scratchcnn.files.serialization import load_model
+from scratchcnn.train import main
+
+QUIET = ["--backend", "cpu", "--no-progress", "--batch-size", "8"]
+
+
+@pytest.fixture(autouse=True)
+def cache_home(tmp_path, monkeypatch):
+    """Each test gets its own user cache folder (platformdirs reads XDG_CACHE_HOME)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def _save(path, array, fmt=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, format=fmt)
+
+
+def _mixed_folder(root, rng, per_class=8):
+    """Three classes of PNG/JPEG/BMP images of mixed sizes, grey and colour; each class has its
+    own brightness so a model can learn it; plus the usual bad files."""
+    for c, name in enumerate(["cat", "dog", "fox"]):
+        for i in range(per_class):
+            h, w = (int(v) for v in rng.integers(9, 30, 2))
+            base = 40 + 80 * c
+            colour = np.clip(base + rng.integers(-30, 30, (h, w, 3)), 0, 255).astype(np.uint8)
+            image = colour if i % 2 else colour[..., 0]
+            _save(root / name / f"{i:02d}.{['png', 'jpg', 'bmp'][i % 3]}", image)
+    (root / "empty").mkdir()
+    (root / "cat" / "corrupt.png").write_bytes((root / "cat" / "00.png").read_bytes()[:60])  # truncated
+    (root / "dog" / "fake.jpg").write_text("not an image at all")
+    (root / "dog" / "notes.txt").write_text("ignored: not an image extension")
+    os.symlink("loop.png", root / "fox" / "loop.png")  # a link to itself: ELOOP
+    return root
+
+
+def test_main_job_trains_on_a_mixed_folder_and_the_tools_follow(tmp_path, capsys):
+    root = _mixed_folder(tmp_path / "photos", np.random.default_rng(0), per_class=10)
+    out = tmp_path / "run"
+    assert main(["--dataset", "folder", "--data-dir", str(root), "--epochs", "2", "--image-size", "12",
+                 "--out", str(out)] + QUIET) == 0
+    log = capsys.readouterr().out
+    for bad in ("empty/: class folder holds no images", "cat/corrupt.png: cannot read the image",
+                "dog/fake.jpg: cannot read the image", "fox/loop.png: symbolic link loop"):
+        assert sum(bad in line for line in log.splitlines()) == 1, bad
+    assert "skipped 4 file(s) or folder(s)" in log and "ignored 1 file(s)" in log
+    metrics = json.loads((out / "metrics.json").read_text())
+    counts = metrics["class_counts"]
+    assert sorted(counts["train"]) == ["cat", "dog", "fox"]
+    assert sum(sum(split.values()) for split in counts.values()) == 30  # 10 per class, bad ones left out
+    assert counts["test"] == {"cat": 2, "dog": 2, "fox": 2}  # 0.2 of each class, stratified
+    assert metrics["data"]["channels"] == 3 and metrics["data"]["skipped_files"] == 4
+    model, meta = load_model(out / "model.npz")
+    assert model.input_shape == (3, 12, 12) and meta["class_names"] == ["cat", "dog", "fox"]
+    assert meta["preprocessing"] == "resize" and meta["folder"]["path"] == str(root.resolve())
+
+    # predict prepares an image exactly as the cache holds it (up to 8-bit rounding)
+    from scratchcnn.predict import predict_image
+
+    result = predict_image(model, meta, root / "fox" / "03.png")
+    assert result.top[0][0] in meta["class_names"]
+    cached = folder_cache.decode_entry(root / "fox" / "03.png", (3, 12, 12)).astype(np.float32) / 255
+    x, inverted = preprocess_image(load_image(root / "fox" / "03.png", 3), (3, 12, 12), meta["normalization"],
+                                   resize_only=True)
+    mean, std = (np.asarray(meta["normalization"][k], np.float32).reshape(-1, 1, 1) for k in ("mean", "std"))
+    assert not inverted and np.abs(x * std + mean - cached).max() <= 0.5 / 255 + 1e-6
+
+    from scratchcnn.evaluate import evaluate_saved_model
+
+    again = evaluate_saved_model(out, progress=False, log=lambda *a: None)
+    assert again["test_accuracy"] == metrics["test_accuracy"] and again["test_loss"] == metrics["test_loss"]
+
+    from scratchcnn.apps.web.service import load_served
+
+    served = load_served([out])
+    assert next(iter(served.values())).card["class_names"] == ["cat", "dog", "fox"]
+    pytest.importorskip("onnx")
+    from scratchcnn.export import main as export_main
+
+    assert export_main([str(out), str(tmp_path / "model.onnx")]) == 0
+
+
+def test_the_cache_is_reused_then_invalidated_when_a_file_changes(tmp_path):
+    root = tmp_path / "photos"
+    rng = np.random.default_rng(1)
+    for name in ("a", "b"):
+        for i in range(5):
+            _save(root / name / f"{i}.png", rng.integers(0, 255, (10, 10), dtype=np.uint8))
+    lines = []
+    first = load_folder(root, val_fraction=0.0, progress=False, log=lines.append)
+    assert not first.info["cache_reused"] and any(line.startswith("cached 10 images") for line in lines)
+    assert "image size 10x10 (the size of every image; set it with --image-size)" in lines
+    assert "channels 1 (every image is grey; set it with --channels)" in lines
+    pixels = os.path.join(first.info["cache"], folder_cache.PIXELS_FILE)
+    inode = os.stat(pixels).st_ino
+
+    lines.clear()
+    second = load_folder(root, val_fraction=0.0, progress=False, log=lines.append)
+    assert second.info["cache_reused"] and second.info["cache"] == first.info["cache"]
+    assert os.stat(pixels).st_ino == inode and any(line.startswith("using the cache") for line in lines)
+    np.testing.assert_array_equal(second.x_test.materialize(), first.x_test.materialize())
+
+    changed = rng.integers(0, 255, (10, 10), dtype=np.uint8)
+    _save(root / "b" / "3.png", changed)
+    os.utime(root / "b" / "3.png", ns=(1, 1))  # a new time even on a coarse-clock file system
+    lines.clear()
+    third = load_folder(root, val_fraction=0.0, progress=False, log=lines.append)
+    assert not third.info["cache_reused"] and third.info["cache"] != first.info["cache"]
+    assert "b/3.png: changed since the cache was made; reading it again" in lines
+    assert any("(9 copied from the previous cache)" in line for line in lines)
+    assert not os.path.exists(first.info["cache"])  # the stale cache is removed
+    cached = third.x_train.pixels[7, 0]  # b/3.png is the eighth file (sorted by name, then class)
+    np.testing.assert_array_equal(cached, changed)
+
+
+def test_an_interrupted_decode_leaves_no_cache(tmp_path, monkeypatch, cache_home):
+    root = tmp_path / "photos"
+    for name in ("a", "b"):
+        for i in range(3):
+            _save(root / name / f"{i}.png", np.full((6, 6), 50 * i, np.uint8))
+    real, calls = folder_cache.decode_entry, []
+
+    def interrupted(path, shape):
+        calls.append(path)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(path, shape)
+
+    monkeypatch.setattr(folder_cache, "decode_entry", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        load_folder(root, progress=False, log=lambda *a: None)
+    assert not [p for p in cache_home.rglob(folder_cache.INDEX_FILE)]  # nothing a later run could reuse
+    assert not list(cache_home.rglob(".build-*"))  # and the temporary folder is gone
+    monkeypatch.setattr(folder_cache, "decode_entry", real)
+    lines = []
+    splits = load_folder(root, val_fraction=0.0, test_fraction=0.5, progress=False, log=lines.append)
+    assert any(line.startswith("cached 6 images") for line in lines) and len(splits.y_train) == 3
+
+
+def test_train_and_test_folders_and_default_size(tmp_path):
+    root = tmp_path / "photos"
+    rng = np.random.default_rng(2)
+    for part, n in (("train", 6), ("test", 2)):
+        for name in ("x", "y"):
+            for i in range(n):
+                _save(root / part / name / "deeper" / f"{i}.png", rng.integers(0, 255, (20 + 4 * i, 90, 3), np.uint8))
+    _save(root / "test" / "z" / "0.png", np.zeros((8, 8), np.uint8))
+    lines = []
+    splits = load_folder(root, val_fraction=0.0, progress=False, log=lines.append)
+    assert splits.class_names == ["x", "y"] and splits.input_shape[0] == 3
+    side = int(np.median([20 + 4 * i for i in range(6)] * 2 + [20, 24] * 2 + [8]))  # median shorter side
+    assert splits.input_shape[1:] == (side, side)
+    assert len(splits.y_train) == 12 and list(splits.y_test) == [0, 1, 0, 1]  # by file name, then class
+    assert "test/z/: class has no training images; its test images are skipped" in lines
+    assert splits.info["test_split"] == "test/ folder"
+
+
+@pytest.mark.parametrize("case, message", [
+    ("nothing", "no images found"),
+    ("only-bad", "none of its 1 image files can be read"),
+])
+def test_a_folder_without_images_is_one_error(tmp_path, capsys, case, message):
+    root = tmp_path / case
+    (root / "a").mkdir(parents=True)
+    if case == "only-bad":
+        (root / "a" / "x.png").write_text("no")
+    assert main(["--dataset", "folder", "--data-dir", str(root), "--out", str(tmp_path / "run")] + QUIET) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "run").exists()
+
+
+def test_strict_stops_at_the_first_problem_and_options_are_checked(tmp_path, capsys):
+    root = _mixed_folder(tmp_path / "photos", np.random.default_rng(3), per_class=3)
+    assert main(["--dataset", "folder", "--data-dir", str(root), "--strict", "--out", str(tmp_path / "r")] + QUIET) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "(--strict)" in err[0] and "empty/: class folder holds no images" in err[0]
+    with pytest.raises(ConfigError, match="--dataset folder needs --data-dir"):
+        from scratchcnn.train import build_parser, config_from_args
+
+        config_from_args(build_parser().parse_args(["--dataset", "folder"]))
+    with pytest.raises(ConfigError, match="--image-size applies to --dataset folder only"):
+        config_from_args(build_parser().parse_args(["--dataset", "digits", "--image-size", "8"]))
+    single = tmp_path / "single"
+    for i in range(6):
+        _save(single / "only" / f"{i}.png", np.full((5, 5), i, np.uint8))
+    lines = []
+    load_folder(single, progress=False, log=lines.append)
+    assert "only one class (only): a classifier needs two or more class folders" in lines
+    with pytest.raises(DataError, match=r"only one class .*\(--strict\)"):
+        load_folder(single, strict=True, progress=False, log=lambda *a: None)
+
+
+def test_streamed_rows_are_the_in_memory_numbers(tmp_path):
+    rng = np.random.default_rng(4)
+    pixels = rng.integers(0, 256, (40, 3, 5, 5), dtype=np.uint8)
+    index = rng.permutation(40)[:30]
+    counts = channel_histograms(pixels, index)
+    mean, std = histogram_statistics(counts)
+    from scratchcnn.data import pixel_statistics
+
+    assert (mean, std) == pixel_statistics(pixels[index], 255.0)  # colour: the very same formula
+    rows = NormalizedRows(pixels, index, 255.0, mean, std)
+    expected = normalize(pixels[index], 255.0, mean, std)
+    np.testing.assert_array_equal(rows.materialize(), expected)
+    np.testing.assert_array_equal(rows[3:9], expected[3:9])
+    out = np.empty((4, 3, 5, 5), np.float32)
+    np.testing.assert_array_equal(np.take(rows, [5, 1, 1, 29], axis=0, out=out), expected[[5, 1, 1, 29]])
+
+    # Training on the streamed split is training on the array: the same weights, bit for bit.
+    from scratchcnn.engine.training import Trainer
+    from scratchcnn.nn.losses import SoftmaxCrossEntropy
+    from scratchcnn.nn.optimizers import Adam
+    from scratchcnn.nn.presets import build_model
+
+    labels = rng.integers(0, 3, 30)
+    weights = []
+    for x in (rows, expected):
+        model = build_model("classic", (3, 5, 5), 3, seed=0, backend="numpy")
+        model.compile(Adam(1e-3), SoftmaxCrossEntropy())
+        Trainer(model, batch_size=7, seed=0, progress=False, log=lambda *a: None).fit(x, labels, 2, (x, labels))
+        weights.append(model.named_arrays())
+    for key in weights[0]:
+        np.testing.assert_array_equal(weights[0][key], weights[1][key])
+
+
+def test_8_bit_images_of_the_right_size_come_back_exactly(tmp_path):
+    values = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    _save(tmp_path / "all.png", values)
+    np.testing.assert_array_equal(folder_cache.decode_entry(tmp_path / "all.png", (1, 16, 16))[0], values)
+
+
+def test_init_from_a_grey_model_names_what_differs(tmp_path, capsys):
+    from scratchcnn.files.serialization import save_model
+    from scratchcnn.nn.presets import build_model
+
+    grey = build_model("classic", (1, 28, 28), 3, seed=0, backend="numpy")
+    save_model(tmp_path / "grey.npz", grey, ["a", "b", "c"], {"mean": 0.2, "std": 0.3, "scale": 255.0},
+               dataset="fashion")
+    root = _mixed_folder(tmp_path / "photos", np.random.default_rng(5), per_class=4)
+    assert main(["--dataset", "folder", "--data-dir", str(root), "--image-size", "12", "--init-from",
+                 str(tmp_path / "grey.npz"), "--freeze", "3", "--out", str(tmp_path / "r")] + QUIET) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert ("conv2d_0 cannot be loaded" in err[0] and "grey 28x28 images, this one colour 12x12 images" in err[0]
+            and "--channels 1 --image-size 28x28" in err[0]), err[0]
+
+
+def test_digits_round_trip_gives_the_built_in_splits(tmp_path):
+    """Digits' 17 levels become round(v * 255 / 16) in an 8-bit PNG; order, labels and splits are the same."""
+    root = write_folder("digits", tmp_path / "digits", progress=False)
+    built_in = load_dataset("digits", val_fraction=0.1, seed=3, progress=False)
+    folder = load_folder(root, val_fraction=0.1, seed=3, progress=False, log=lambda *a: None)
+    assert folder.class_names == built_in.class_names and folder.input_shape == (1, 8, 8)
+    for part in ("train", "val", "test"):
+        np.testing.assert_array_equal(getattr(folder, f"y_{part}"), getattr(built_in, f"y_{part}"))
+        rows = getattr(folder, f"x_{part}")
+        back = rows.pixels[rows.index].astype(np.float64) / 255 * 16  # the folder's pixels on digits' 0..16 scale
+        raw = getattr(built_in, f"x_{part}") * np.float32(built_in.std) + np.float32(built_in.mean)
+        assert np.abs(back - raw * 16).max() < 0.04  # 16/255/2 = 0.031 of rounding, plus float32's
+
+
+def test_mnist_round_trip_trains_bit_identically(tmp_path, data_dir):
+    """The same seed and options on a to_folder copy and on the built-in set: the same model, bit for bit."""
+    root = write_folder("mnist", tmp_path / "mnist", data_dir, train_limit=500, test_limit=50, progress=False)
+    common = ["--epochs", "1", "--train-limit", "500", "--seed", "2", "--val-fraction", "0.2"] + QUIET
+    assert main(["--dataset", "mnist", "--data-dir", str(data_dir), "--out", str(tmp_path / "a")] + common) == 0
+    assert main(["--dataset", "folder", "--data-dir", str(root), "--out", str(tmp_path / "b")] + common) == 0
+    a, b = (load_model(tmp_path / run / "model.npz")[0].named_arrays() for run in ("a", "b"))
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+    history = [(tmp_path / run / "history.csv").read_text() for run in ("a", "b")]
+    assert history[0].splitlines()[1].split(",")[:5] == history[1].splitlines()[1].split(",")[:5]
+
+
+def test_grey_histogram_statistics_match_the_built_in_float32(data_dir):
+    """Grey statistics from value counts equal pixel_statistics' once rounded to float32, the
+    precision standardisation uses (so the round trip above is bit-identical)."""
+    from scratchcnn.data import load_raw, pixel_statistics
+
+    for name in ("mnist", "fashion"):
+        x = load_raw(name, data_dir, progress=False)[0][:20000]
+        counts = channel_histograms(x[:, None], np.arange(len(x)))
+        assert np.float32(histogram_statistics(counts)[0]) == np.float32(pixel_statistics(x, 255.0)[0])
+        assert np.float32(histogram_statistics(counts)[1]) == np.float32(pixel_statistics(x, 255.0)[1])

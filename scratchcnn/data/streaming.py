@@ -26,7 +26,7 @@ import numpy as np
 
 __all__ = ["NormalizedRows", "open_uint8", "histogram_statistics", "channel_histograms", "RELEASE_BYTES"]
 
-RELEASE_BYTES = 256 * 2**20  # read bytes after which the map's pages are released from the resident set
+RELEASE_BYTES = 64 * 2**20  # read bytes after which the map's pages are released from the resident set
 _CHUNK_BYTES = 32 * 2**20  # rows per chunk when counting pixel values
 
 
@@ -79,7 +79,7 @@ class NormalizedRows:
         for name, v in (("mean", self.mean), ("std", self.std)):
             if v.size not in (1, channels):
                 raise ValueError(f"NormalizedRows: {name} has {v.size} values, expected 1 or {channels}")
-        self._mapped, self._read = mapped, 0
+        self.mapped, self._read = mapped, 0
 
     # -- what an ndarray answers ---------------------------------------------------------
     @property
@@ -154,8 +154,8 @@ class NormalizedRows:
     def release(self) -> None:
         """Hand the pages read so far back to the kernel (they stay in the page cache)."""
         self._read = 0
-        if self._mapped is not None and hasattr(self._mapped, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
-            self._mapped.madvise(mmap.MADV_DONTNEED)
+        if self.mapped is not None and hasattr(self.mapped, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+            self.mapped.madvise(mmap.MADV_DONTNEED)
 
 
 def channel_histograms(pixels: np.ndarray, index, mapped=None) -> np.ndarray:

@@ -23,7 +23,7 @@ NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 sys.path.insert(0, str(NOTEBOOK_DIR))
 import exercises  # noqa: E402  (lives in notebooks/, like the notebooks that import it)
 from exercises import ExerciseFailed, check, solution  # noqa: E402
-from solutions import ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch10  # noqa: E402
+from solutions import ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch10, ch11  # noqa: E402
 
 
 def _wrong_header(raw):  # little-endian sizes
@@ -273,6 +273,85 @@ def _saliency_by_explain(model, x, target):
     return explain.saliency(model, x, target)[0]
 
 
+def _conv_by_the_framework(x, W, b, padding):
+    from scratchcnn.nn.layers import Conv2D
+    conv = Conv2D(W.shape[1], W.shape[0], W.shape[2], padding=padding).to("numpy", np.float64)
+    conv.params["W"][...], conv.params["b"][...] = W, b
+    return conv.forward(x)
+
+
+def _maxpool_average(x):
+    out, backward = ch11.maxpool(x)
+    h, w = out.shape[2] * 2, out.shape[3] * 2
+
+    def spread(dout):
+        dx = np.zeros(x.shape)
+        dx[:, :, :h, :w] = np.repeat(np.repeat(dout, 2, axis=2), 2, axis=3) / 4
+        return dx
+    return out, spread
+
+
+def _maxpool_by_the_framework_11(x):
+    from scratchcnn.nn.layers import MaxPool2D
+    pool = MaxPool2D(2).to("numpy", np.float64)
+    return pool.forward(x), pool.backward
+
+
+class _SequentialForwardOrderBackward(ch11.Sequential):
+    def backward(self, dout):
+        for layer in self.layers:
+            dout = layer.backward(dout)
+        return dout
+
+
+class _SequentialCopies(ch11.Sequential):
+    def parameters(self):
+        return [(v.copy(), g.copy()) for v, g in super().parameters()]
+
+
+def _sgd_rebinds(model, lr):
+    for value, grad in model.parameters():
+        value = value - lr * grad  # noqa: F841  (rebinding a local name: the model is unchanged)
+
+
+def _gradient_check_first_layer_only(model, loss, x, y, h=1e-5):
+    class Head:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner.forward(x)
+
+        def backward(self, dout):
+            return self.inner.backward(dout)
+
+        def parameters(self):
+            return self.inner.parameters()[:2]
+    return ch11.gradient_check(Head(model), loss, x, y, h)
+
+
+def _fit_without_step(model, loss, x, y, epochs, lr, batch_size, rng):
+    history = []
+    for _ in range(epochs):
+        logits = model.forward(x)
+        value, dlogits = loss(logits, y)
+        model.backward(dlogits)
+        history.append((value, float((logits.argmax(1) == y).mean())))
+    return history
+
+
+def _fit_global_shuffle(model, loss, x, y, epochs, lr, batch_size, rng):
+    return ch11.fit(model, loss, x, y, epochs, lr, batch_size, np.random.default_rng(np.random.randint(1 << 30)))
+
+
+def _search_one_model(build, train, evaluate, rates):
+    model, scores = build(), {}
+    for rate in rates:
+        train(model, rate)
+        scores[rate] = evaluate(model)
+    return scores, max(scores, key=scores.get)
+
+
 # For each exercise: (wrong answer, a regular expression its check's message must match: the mistake named).
 WRONG = {
     "1.1": [(_wrong_header, "little-endian"),
@@ -355,6 +434,31 @@ WRONG = {
              "dbeta.*entries differ")],
     "10.1": [(_saliency_of_the_probability, "not on the probabilities"), (_saliency_left_on, "left True"),
              (_saliency_training_mode, "training mode"), (_saliency_by_explain, "calls scratchcnn.engine.explain")],
+    "11.1": [(lambda x, W, b, p: ch11.conv_forward(x, W[:, :, ::-1, ::-1], b, p), "flipped the kernel"),
+             (lambda x, W, b, p: ch11.conv_forward(x, W, 0 * b, p), "bias is missing"),
+             (lambda x, W, b, p: ch11.conv_forward(x, W, b, 0), "H_out = H \\+ 2\\*padding"),
+             (_conv_by_the_framework, "calls Conv2D")],
+    "11.2": [(lambda dout, x, W, p: ch11.conv_backward(dout, x, W, p)[:2] + (dout.mean(axis=(0, 2, 3)),), "db is a mean"),
+             (lambda dout, x, W, p: (ch11.conv_backward(dout, x, W, p)[0], ch11.conv_backward(dout[:1], x[:1], W, p)[1],
+                                     ch11.conv_backward(dout, x, W, p)[2]), "dW.*sum over the batch"),
+             (lambda dout, x, W, p: (ch11.conv_backward(dout, x, W[:, :, ::-1, ::-1], p)[0],)
+              + ch11.conv_backward(dout, x, W, p)[1:], "dx.*central differences")],
+    "11.3": [(_maxpool_average, "average pooling"), (_maxpool_by_the_framework_11, "calls MaxPool2D"),
+             (lambda x: ch11.maxpool(x)[0], "expected a tuple")],
+    "11.4": [(_SequentialForwardOrderBackward, "last layer first"), (_SequentialCopies, "not copies")],
+    "11.5": [(_sgd_rebinds, "in place"), (lambda model, lr: [v.__iadd__(lr * g) for v, g in model.parameters()] and None,
+                                          "up the gradient")],
+    "11.6": [(lambda model, loss, x, y, h=1e-5: 0.0, "must flag it"), (_gradient_check_first_layer_only, "must flag it"),
+             (lambda model, loss, x, y, h=1e-5: __import__("scratchcnn.nn.gradcheck").nn.gradcheck.rel_error(
+                 np.ones(2), np.ones(2)), "calls scratchcnn.nn.gradcheck")],
+    "11.7": [(_fit_without_step, "sgd_step"), (_fit_global_shuffle, "not np.random"),
+             (lambda model, loss, x, y, epochs, lr, batch_size, rng: ch11.fit(model, loss, x, y, epochs, lr, batch_size,
+                                                                              rng)[-1:], "one \\(loss, accuracy\\) per epoch")],
+    "11.8": [(_search_one_model, "trained twice"),
+             (lambda build, train, evaluate, rates: (lambda r: (r[0], min(r[0], key=r[0].get)))(
+                 ch11.lr_search(build, train, evaluate, rates)), "highest"),
+             (lambda build, train, evaluate, rates: ({r: evaluate(build()) for r in rates}, rates[0]),
+              "evaluated before it was trained")],
     "10.2": [(lambda model, x, target, patch: -ch10.occlusion_map(model, x, target, patch), "opposite sign"),
              (lambda model, x, target, patch: ch10.occlusion_map(model, x, target, patch).T, "transposed")],
 }

@@ -33,10 +33,11 @@ import types
 import numpy as np
 
 __all__ = ["SOLUTIONS", "ExerciseFailed", "exercise", "check", "checker", "solution", "expect", "expect_close",
-           "chapter_of", "run_answer"]
+           "chapter_of", "run_answer", "PASSED"]
 
 SOLUTIONS = os.environ.get("SCRATCHCNN_SOLUTIONS", "") == "1"
 _CHECKS: dict = {}
+PASSED: set = set()  # the exercises whose check passed in this session: later cells may build on them
 
 
 class ExerciseFailed(AssertionError):
@@ -93,6 +94,7 @@ def check(exercise_id: str, answer) -> None:
         print(f"Exercise {exercise_id}: not attempted yet ({getattr(answer, '__name__', 'the answer')} raises "
               "NotImplementedError). Write it in the cell above, run that cell, then this one.")
         return
+    PASSED.add(exercise_id)
     print(f"Exercise {exercise_id} passed: {summary}")
 
 

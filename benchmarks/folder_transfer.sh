@@ -4,11 +4,12 @@
 # Fashion-MNIST model, and with that model's convolutions frozen; three seeds each.
 #
 #   benchmarks/folder_transfer.sh                 # 50 per class, 30 epochs, seeds 0 1 2 (the README table)
-#   PER_CLASS=5 EPOCHS=1 SEEDS=0 FASHION_EPOCHS=1 FASHION_LIMIT=500 benchmarks/folder_transfer.sh /tmp/tr  # quick check
+#   PER_CLASS=5 EPOCHS=1 SEEDS=0 FASHION_EPOCHS=1 FASHION_LIMIT=500 MNIST_TRAIN_LIMIT=200 MNIST_TEST_LIMIT=200 \
+#     benchmarks/folder_transfer.sh /tmp/tr                                       # a quick check
 #
 # Environment: PER_CLASS (50), EPOCHS (30), SEEDS ("0 1 2"), FASHION_RUN (a finished Fashion-MNIST run to
 # start from; default: trained here with FASHION_EPOCHS (5) on FASHION_LIMIT images (all)), BACKEND (cpu),
-# PYTHON (python).
+# PYTHON (python); MNIST_TRAIN_LIMIT / MNIST_TEST_LIMIT write only the first images of MNIST (quick checks).
 set -euo pipefail
 OUT=${1:-transfer-$(date +%Y%m%d-%H%M%S)}
 PER_CLASS=${PER_CLASS:-50}
@@ -27,7 +28,10 @@ if [[ -z "${FASHION_RUN:-}" ]]; then
     --no-progress --out "$FASHION_RUN" "${LIMIT[@]}" | tail -1
 fi
 
-[[ -d "$OUT/mnist-png" ]] || "$PYTHON" -m scratchcnn.data.to_folder mnist "$OUT/mnist-png" --no-progress
+MNIST_LIMITS=()
+if [[ -n "${MNIST_TRAIN_LIMIT:-}" ]]; then MNIST_LIMITS+=(--train-limit "$MNIST_TRAIN_LIMIT"); fi
+if [[ -n "${MNIST_TEST_LIMIT:-}" ]]; then MNIST_LIMITS+=(--test-limit "$MNIST_TEST_LIMIT"); fi
+[[ -d "$OUT/mnist-png" ]] || "$PYTHON" -m scratchcnn.data.to_folder mnist "$OUT/mnist-png" --no-progress "${MNIST_LIMITS[@]}"
 "$PYTHON" - "$OUT" "$PER_CLASS" <<'EOF'
 # The first PER_CLASS training images of each class (hard links: no copies), and every test image.
 import os, sys

@@ -23,9 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kernels.api import CONV_BN_KERNELS, KERNELS, WINOGRAD_KERNELS
+from kernels.api import CONV_BN_KERNELS, KERNELS
 from scratchcnn.errors import ConfigError
-from scratchcnn.nn.plan import step_layers
 
 __all__ = ["synthetic_batch", "time_calls", "train_step", "preserved", "training_throughput",
            "inference_throughput", "LayerTime", "layer_profile", "kernel_profile", "format_profile",
@@ -179,7 +178,7 @@ class LayerTime:
 
 
 def _step_name(step) -> str:
-    return "+".join(layer.name for layer in step_layers(step))
+    return "+".join(layer.name for layer in step.layers)
 
 
 def layer_profile(model, x, y, repeats: int = 10, warmup: int = 2) -> list[LayerTime]:
@@ -237,7 +236,7 @@ class _TimedKernels:
 
     def __getattr__(self, name):
         value = getattr(self._K, name)
-        if name not in KERNELS + WINOGRAD_KERNELS + CONV_BN_KERNELS or name == "synchronize":
+        if name not in KERNELS + CONV_BN_KERNELS or name == "synchronize":
             return value
 
         def timed(*args, **kwargs):

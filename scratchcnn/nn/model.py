@@ -5,14 +5,10 @@ import numpy as np
 
 import kernels
 from scratchcnn.errors import ConfigError
-from scratchcnn.nn.init import NO_INIT
 from scratchcnn.nn.layers import LAYER_CLASSES, Layer
-from scratchcnn.nn.plan import describe, make_plan, step_layers
+from scratchcnn.nn.plan import describe, make_plan
 
 __all__ = ["Sequential"]
-
-# Layers with arrays, whose constructors take ``rng`` (NO_INIT: allocate nothing).
-PARAMETER_LAYERS = ("Conv2D", "Dense", "BatchNorm2D", "BatchNorm1D")
 
 
 class Sequential:
@@ -33,8 +29,7 @@ class Sequential:
     fuse : bool, optional
         Run each run of layers that a fusion rule matches (Conv2D-ReLU-MaxPool2D)
         as one fused step: the same function, fewer passes over memory
-        (``scratchcnn.nn.plan``; with ``SCRATCHCNN_WINOGRAD=1`` also 3x3 convolutions by
-        Winograd's algorithm). ``False`` runs every layer's own ``forward`` and
+        (``scratchcnn.nn.plan``). ``False`` runs every layer's own ``forward`` and
         ``backward``. Default: the backend's ``FUSE_BY_DEFAULT`` (on for the
         compiled backends, off for "numpy" so the reference runs layer by layer).
 
@@ -233,7 +228,7 @@ class Sequential:
         first = self._first_trainable()
         if first is None:  # everything frozen: no gradient is needed
             return None
-        start = next(i for i, step in enumerate(self._plan) if first in step_layers(step))
+        start = next(i for i, step in enumerate(self._plan) if first in step.layers)
         old, first.requires_input_grad = first.requires_input_grad, False
         try:
             for step in reversed(self._plan[start:]):
@@ -431,11 +426,8 @@ class Sequential:
             cls_name = entry.get("class") if isinstance(entry, dict) else None
             if cls_name not in LAYER_CLASSES:
                 raise ValueError(f"layer {i}: unknown class {cls_name!r}; expected one of {sorted(LAYER_CLASSES)}")
-            kwargs = dict(entry.get("config", {}))
-            if not initialize and cls_name in PARAMETER_LAYERS:
-                kwargs["rng"] = NO_INIT
             try:
-                layers.append(LAYER_CLASSES[cls_name](**kwargs))
+                layers.append(LAYER_CLASSES[cls_name].from_config(dict(entry.get("config", {})), initialize))
             except TypeError as exc:
                 raise ValueError(f"layer {i} ({cls_name}): bad config {entry.get('config')!r}: {exc}") from None
         model = cls(layers, input_shape=config.get("input_shape"), backend=backend)

@@ -32,8 +32,7 @@ from numba import njit, prange
 
 from kernels.api import check_nchw, check_out, conv_output_size
 from kernels.numba_cpu import blas
-from kernels.numba_cpu.unfold import (fold_shifted, fold_strided, pad_image, unfold_shifted, unfold_strided,
-                                      unpad_image)
+from kernels.numba_cpu.unfold import fold_plane, fold_shifted, pad_image, unfold_plane, unfold_shifted, unpad_image
 
 __all__ = ["conv2d_affine_forward", "conv2d_affine_backward", "CHUNKS"]
 
@@ -86,11 +85,12 @@ class _Geometry:
 
 @njit(cache=True, inline="always")
 def _unfold(image, padding, stride, kh, kw, wp, h_out, w_out, length, shifted, padded, cols):
-    pad_image(image, padding, wp, padded)
     if shifted:
+        pad_image(image, padding, wp, padded)
         unfold_shifted(padded, kh, kw, wp, length, cols)
     else:
-        unfold_strided(padded, kh, kw, stride, wp, h_out, w_out, cols)
+        for ch in range(image.shape[0]):
+            unfold_plane(image[ch], kh, kw, stride, padding, h_out, w_out, cols, ch * kh * kw, 0)
 
 
 @njit(parallel=True, cache=True, fastmath={"reassoc"})
@@ -174,9 +174,10 @@ def _backward_core(g, z, g_scale, z_scale, shift, x, w2, kh, kw, stride, padding
                                 length, cols.ctypes.data, length, False, args[t], scalars[t])
                 if shifted:
                     fold_shifted(cols, kh, kw, wp, length, padded)
+                    unpad_image(padded, padding, wp, dx[img])
                 else:
-                    fold_strided(cols, kh, kw, stride, wp, h_out, w_out, padded)
-                unpad_image(padded, padding, wp, dx[img])
+                    for ch in range(x.shape[1]):
+                        fold_plane(cols, kh, kw, stride, padding, h_out, w_out, dx[img, ch], ch * kh * kw, 0)
 
 
 def conv2d_affine_backward(g, z, g_scale, z_scale, shift, x, w, stride=1, padding=0, input_grad=True, dw=None,

@@ -230,13 +230,29 @@ class Layer(Step):
         self.params[key] = self.K.asarray(value)
         self.grads[key] = self.K.zeros(value.shape, value.dtype)
 
+    def set_array(self, key: str, value: np.ndarray) -> None:
+        """Install host array ``value`` as parameter or buffer ``key`` on this layer's backend.
+
+        ``key`` is one of ``param_shapes()`` or ``buffer_shapes()`` (how a model file's arrays
+        come in: ``Sequential.load_named_arrays``, ``host_copy``). A parameter keeps its gradient
+        array if it has one of that shape, else gets a zero one. A layer that keeps its arrays
+        elsewhere (in sub-layers) overrides this.
+        """
+        if key in self.param_shapes():
+            grad = self.grads.get(key)
+            self._set_param(key, value)
+            if grad is not None and tuple(grad.shape) == tuple(value.shape) and grad.dtype == value.dtype:
+                self.grads[key] = grad  # loading weights leaves the last gradients as they were
+        elif key in self.buffer_shapes():
+            self.buffers[key] = self.K.asarray(value)
+        else:
+            raise KeyError(f"{self.name or type(self).__name__} has no parameter or buffer {key!r}")
+
     def host_copy(self) -> "Layer":
         """A new host layer of the same class and config holding copies of the parameters and buffers."""
         new = type(self).from_config(self.get_config(), initialize=False)
-        for key, value in self.params.items():
-            new._set_param(key, np.array(self.K.to_numpy(value)))
-        for key, value in self.buffers.items():
-            new.buffers[key] = np.array(self.K.to_numpy(value))
+        for key, value in {**self.params, **self.buffers}.items():
+            new.set_array(key, np.array(self.K.to_numpy(value)))
         if self.get_state():
             new.set_state(self.get_state())
         return new

@@ -10,7 +10,7 @@ import numpy as np
 from tqdm import tqdm  # the text bar: it needs no ipywidgets in a notebook
 
 from scratchcnn.errors import ConfigError, TrainingDiverged
-from scratchcnn.nn.losses import SoftmaxCrossEntropy
+from scratchcnn.nn.losses import SoftmaxCrossEntropy, softmax
 from scratchcnn.engine.schedules import learning_rate
 
 __all__ = ["TrainState", "Trainer", "fit", "loss_and_accuracy", "predict_logits", "HISTORY_KEYS"]
@@ -121,10 +121,7 @@ def flip_averaged_probabilities(model, x, batch_size: int = 256) -> np.ndarray:
     """
     total = 0.0
     for images in (x, np.ascontiguousarray(x[..., ::-1])):
-        logits = predict_logits(model, images, batch_size).astype(np.float64)
-        logits -= logits.max(axis=1, keepdims=True)
-        probs = np.exp(logits)
-        total = total + probs / probs.sum(axis=1, keepdims=True)
+        total = total + softmax(predict_logits(model, images, batch_size))
     return total / 2
 
 

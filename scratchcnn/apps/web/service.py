@@ -24,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 from scratchcnn.engine import explain
 from scratchcnn.errors import DataError
 from scratchcnn.nn.layers import Conv2D, MaxPool2D
+from scratchcnn.nn.losses import softmax
 from scratchcnn.data.images import load_image, preprocess_image
 from scratchcnn.files.loading import load_saved_model
 from scratchcnn.apps.web import render
@@ -80,13 +81,6 @@ def decode_image(data: bytes, limits: Limits, channels: int = 1) -> np.ndarray:
     except DataError as exc:
         reason = str(exc).rsplit(": ", 1)[-1]  # Pillow's own words
         raise ImageError(400, f"the image does not decode (truncated or corrupt): {reason}") from None
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax in float64 with the maximum subtracted (as ``Sequential.predict``)."""
-    z = np.asarray(logits, np.float64)
-    z = np.exp(z - z.max(axis=-1, keepdims=True))
-    return z / z.sum(axis=-1, keepdims=True)
 
 
 @dataclass

@@ -159,17 +159,18 @@ class Trainer:
         restore the best weights (Keras' ``EarlyStopping(restore_best_weights=True)``).
     progress : bool
         Show a tqdm bar per epoch with the running loss and accuracy.
-    on_epoch_end : callable, optional
-        ``on_epoch_end(trainer)`` after each epoch (the CLI writes checkpoints there).
-    on_best : callable, optional
-        ``on_best(trainer)`` when the validation loss improves (``--save-best``).
     log : callable
         Receives the one-line summary of each epoch.
+    state : TrainState, optional
+        Where to continue from (a checkpoint's); default a new run.
+
+    Ctrl-C (SIGINT) or SIGTERM during ``fit`` stops the loop at the next step boundary:
+    ``state.interrupted`` is then True, ``stop_signal`` the signal's number, and the
+    state is that of the last finished step (a checkpoint of it resumes bit for bit).
     """
 
     def __init__(self, model, batch_size=64, seed=0, base_lr=None, lr_schedule="constant",
-                 augment=None, early_stopping=None, progress=True, on_epoch_end=None,
-                 on_best=None, log=print, state=None):
+                 augment=None, early_stopping=None, progress=True, log=print, state=None):
         if model.optimizer is None or model.loss is None:
             raise ConfigError("the model is not compiled: call model.compile(optimizer, loss) first")
         if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
@@ -179,20 +180,33 @@ class Trainer:
         self.model, self.batch_size, self.seed = model, int(batch_size), int(seed)
         self.base_lr = float(base_lr if base_lr is not None else model.optimizer.lr)
         self.lr_schedule, self.augment, self.early_stopping = lr_schedule, augment, early_stopping
-        self.progress, self.on_epoch_end, self.on_best, self.log = progress, on_epoch_end, on_best, log
+        self.progress, self.log = progress, log
         self.state = state or TrainState()
         self.best_weights = None
+        self.stop_signal = None  # the signal that interrupted fit (SIGINT or SIGTERM), if one did
+        self.stopped_by_callback = False
         self._stop_requested = False
         learning_rate(lr_schedule, 1.0, 0, 0, 1, 1)  # fail now on an unknown schedule name
 
+    @classmethod
+    def from_config(cls, model, config, **options) -> "Trainer":
+        """A trainer for a run's options: any object with the attributes ``batch_size``, ``seed``,
+        ``lr`` (the base rate the schedule scales), ``lr_schedule`` and ``early_stopping``
+        (``scratchcnn.apps.config.RunConfig``); ``options`` are the other constructor arguments."""
+        return cls(model, batch_size=config.batch_size, seed=config.seed, base_lr=config.lr,
+                   lr_schedule=config.lr_schedule, early_stopping=config.early_stopping, **options)
+
     # -- interruption -------------------------------------------------------------------
-    def request_stop(self, *_):
-        """Ask the loop to stop at the next step boundary (the SIGINT handler)."""
+    def request_stop(self, signum=None, frame=None):
+        """Ask the loop to stop at the next step boundary (the SIGINT and SIGTERM handler)."""
         self._stop_requested = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C interrupts at once
+        if signum is not None:
+            self.stop_signal = signum
+            # A second signal of the same kind acts at once (Ctrl-C raises KeyboardInterrupt, SIGTERM ends).
+            signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
 
     # -- the loop ------------------------------------------------------------------------
-    def fit(self, x, y, epochs: int, validation_data=None) -> dict:
+    def fit(self, x, y, epochs: int, validation_data=None, callbacks=()) -> dict:
         """Train until ``epochs`` epochs are complete (counting any already done), or stopped.
 
         Parameters
@@ -200,6 +214,15 @@ class Trainer:
         x : ndarray, float32, (N, C, H, W); y : ndarray, int64, (N,)
         epochs : int
         validation_data : (x_val, y_val), optional
+        callbacks : sequence, optional
+            Epoch-end hooks, called in order after each epoch's validation, early-stopping
+            decision and log line: ``cb.on_epoch_end(epoch, row)`` for an object that has that
+            method, else ``cb(epoch, row)``. ``epoch`` is the number of epochs complete
+            (1-based), ``row`` that epoch's history row (a dict with ``HISTORY_KEYS``: loss,
+            accuracy, val_loss, val_accuracy, lr, seconds, images_per_second). A hook that
+            returns True stops training after this epoch (``stopped_by_callback`` becomes
+            True; the state is not marked stopped early, so a checkpoint of it would train
+            on): pruning a hyperparameter search's trial, for example.
 
         Returns
         -------
@@ -214,6 +237,21 @@ class Trainer:
         ConfigError
             When x and y do not match the model.
         """
+        hooks = [getattr(cb, "on_epoch_end", cb) for cb in callbacks]
+        epochs_run = self.epochs(x, y, epochs, validation_data)
+        for row in epochs_run:
+            if any([bool(hook(row["epoch"], row)) for hook in hooks]):  # every hook sees every epoch
+                self.stopped_by_callback = True
+                epochs_run.close()
+        return self.state.history
+
+    def epochs(self, x, y, epochs: int, validation_data=None):
+        """``fit`` one epoch at a time: a generator that yields each finished epoch's history row.
+
+        When it yields, ``state`` is at the epoch boundary (a checkpoint written then resumes
+        there) and ``state.best_epoch == state.epoch`` if the validation loss improved.
+        The caller may stop iterating at any yield. Arguments and errors as ``fit``.
+        """
         self.model.ensure_built(x.shape[1:])
         _check_xy(self.model, x, y)
         if self.state.epoch < epochs and not self.state.stopped_early:
@@ -223,25 +261,24 @@ class Trainer:
         if validation_data is not None and len(validation_data[1]) == 0:
             validation_data = None
         if self.early_stopping and validation_data is None:
-            raise ConfigError("early stopping needs a validation set (val_fraction > 0)")
-        previous = signal.getsignal(signal.SIGINT)
-        in_main = _in_main_thread()
-        if in_main:
-            signal.signal(signal.SIGINT, self.request_stop)
+            raise ConfigError("early stopping needs a validation set: no image was held out for validation")
+        handled = (signal.SIGINT, signal.SIGTERM) if _in_main_thread() else ()
+        previous = {signum: signal.getsignal(signum) for signum in handled}
+        for signum in handled:
+            signal.signal(signum, self.request_stop)
         try:
             # A run that stopped early is finished: resuming its checkpoint trains no further.
             while self.state.epoch < epochs and not self.state.stopped_early and not self._stop_requested:
                 self._train_epoch(x, y, epochs)
                 if self._stop_requested:
                     break
-                self._end_epoch(validation_data, epochs)
+                yield self._end_epoch(validation_data, epochs)
                 if self.state.stopped_early:
                     break
         finally:
-            if in_main:
-                signal.signal(signal.SIGINT, previous)
-        self.state.interrupted = self._stop_requested
-        return self.state.history
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            self.state.interrupted = self._stop_requested
 
     def _train_epoch(self, x, y, epochs):
         model, K, st = self.model, self.model.K, self.state
@@ -312,8 +349,6 @@ class Trainer:
             if self.early_stopping:
                 # A copy: on host backends named_arrays() returns the live arrays the optimizer updates.
                 self.best_weights = {k: np.array(v) for k, v in self.model.named_arrays().items()}
-            if self.on_best is not None:
-                self.on_best(self)
         elif not math.isnan(val_loss):
             st.wait += 1
         self.log(f"epoch {row['epoch']}/{epochs}  loss {row['loss']:.4f}  acc {row['accuracy']:.4f}  "
@@ -325,8 +360,7 @@ class Trainer:
                 self.model.load_named_arrays(self.best_weights)
             self.log(f"early stopping: no lower val_loss for {st.wait} epochs; "
                      f"restored the weights of epoch {st.best_epoch}")
-        if self.on_epoch_end is not None:
-            self.on_epoch_end(self)
+        return row
 
 
 def _in_main_thread() -> bool:
@@ -352,7 +386,8 @@ def fit(model, x, y, batch_size=64, epochs=1, validation_data=None, seed=0, prog
         **trainer_options) -> dict:
     """Keras-style ``model.fit``: train a compiled model; returns the history dict.
 
-    Parameters are those of ``Trainer`` and ``Trainer.fit``.
+    Parameters are those of ``Trainer`` and ``Trainer.fit`` (``callbacks`` included).
     """
+    callbacks = trainer_options.pop("callbacks", ())
     trainer = Trainer(model, batch_size=batch_size, seed=seed, progress=progress, **trainer_options)
-    return trainer.fit(x, y, epochs, validation_data)
+    return trainer.fit(x, y, epochs, validation_data, callbacks=callbacks)

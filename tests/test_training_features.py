@@ -207,3 +207,25 @@ def test_nan_or_infinite_inputs_are_refused(digits):
         trainer.fit(digits.x_train, np.where(digits.y_train == 9, 10, digits.y_train), 1)
     with pytest.raises(ConfigError, match=r"images of shape \(1, 9, 9\) do not fit a model built for"):
         trainer.fit(np.zeros((4, 1, 9, 9), np.float32), digits.y_train[:4], 1)
+
+
+# ----------------------------------------------------------------------------- epoch-end hooks
+
+def test_callbacks_see_every_epoch_row_and_may_stop_training(digits):
+    """``fit(callbacks=[...])``: each hook gets (epoch, history row) after every epoch; one returning True
+    (an Optuna pruner's "prune") ends training after that epoch, without marking the run stopped early."""
+    trainer, _ = quiet_trainer(compiled_model(digits))
+    seen = []
+
+    class Pruner:
+        def on_epoch_end(self, epoch, row):
+            seen.append((epoch, row["val_loss"]))
+            return epoch == 2
+
+    calls = []
+    history = trainer.fit(digits.x_train, digits.y_train, 5, (digits.x_val, digits.y_val),
+                          callbacks=[Pruner(), lambda epoch, row: calls.append(epoch)])
+    assert history["epoch"] == [1, 2] and calls == [1, 2]  # the later hook still saw epoch 2
+    assert seen == [(1, history["val_loss"][0]), (2, history["val_loss"][1])]
+    assert trainer.stopped_by_callback and not trainer.state.stopped_early and not trainer.state.interrupted
+    assert trainer.model.optimizer.t == 2 * -(-len(digits.y_train) // 32)  # two epochs of steps, no more

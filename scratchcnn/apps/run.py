@@ -47,7 +47,7 @@ from scratchcnn.engine.training import TrainState, Trainer
 from scratchcnn.files.transfer import init_from, parse_layer_choice, select_layers
 
 __all__ = ["RunConfig", "RUN_OPTIONS", "RESUME_OPTIONS", "DEFAULT_EPOCHS", "RunOutcome", "start_run", "resume_run",
-           "finish_run", "is_complete", "data_files", "make_optimizer", "make_augment", "default_run_dir"]
+           "finish_run", "is_complete", "make_optimizer", "make_augment", "default_run_dir"]
 
 @dataclass
 class RunOutcome:
@@ -320,20 +320,13 @@ def finish_run(run_dir, model, splits, state: TrainState, config: RunConfig, log
             "test_images": len(splits.y_test), "train_seconds": state.train_seconds,
             "train_images_per_second": per_second, "compile_seconds": state.compile_seconds,
             "config": config.replace(backend=model.K.name).to_dict(), "parameters": model.num_params(),
-            "data_files": data_files(splits), "machine": machine()}
+            "machine": machine()}
     metrics = write_test_report(run_dir, model, splits, state.history, info, log=log, tta_flip=config.tta_flip)
     # Compiling (a first run's warm-up) is reported apart: it is not training time.
     compiling = f", after {state.compile_seconds:.1f} s compiling kernels" if state.compile_seconds >= 0.05 else ""
     log(f"test accuracy {metrics['test_accuracy']:.4f}  test loss {metrics['test_loss']:.4f}  "
         f"({state.train_seconds:.1f} s of training, {per_second or 0:.0f} images/s{compiling}); wrote {run_dir}")
     return metrics
-
-
-def data_files(splits) -> dict:
-    """The files the data set was read from (absolute paths), as ``metrics.json`` records them."""
-    if not splits.files:  # digits ships inside scikit-learn
-        return {"digits": "sklearn.datasets.load_digits"}
-    return {key: str(Path(path).resolve()) for key, path in splits.files.items()}
 
 
 def machine() -> dict:

@@ -1,4 +1,7 @@
-"""The training loop: mini-batch gradient descent with validation, early stopping and resumable state."""
+"""The training loop: mini-batch gradient descent with validation, early stopping and resumable state.
+
+Inference (logits, probabilities, loss and accuracy) is ``scratchcnn.engine.inference``.
+"""
 from __future__ import annotations
 
 import math
@@ -9,11 +12,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm  # the text bar: it needs no ipywidgets in a notebook
 
-from scratchcnn.errors import ConfigError, TrainingDiverged
-from scratchcnn.nn.losses import SoftmaxCrossEntropy
+from scratchcnn.engine.inference import loss_and_accuracy
 from scratchcnn.engine.schedules import learning_rate
+from scratchcnn.errors import ConfigError, TrainingDiverged
 
-__all__ = ["TrainState", "Trainer", "fit", "loss_and_accuracy", "predict_logits", "HISTORY_KEYS"]
+__all__ = ["TrainState", "Trainer", "fit", "HISTORY_KEYS"]
 
 HISTORY_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds",
                 "images_per_second")
@@ -87,53 +90,6 @@ def _same_kind(value, default) -> bool:
 
 def _batches(n: int, batch_size: int):
     return range(0, n, batch_size)
-
-
-def loss_and_accuracy(model, x, y, batch_size: int = 256) -> tuple[float, float]:
-    """Mean loss and accuracy of ``model`` on (x, y) in inference mode (``Sequential.evaluate``).
-
-    x : (N, C, H, W) float32 host array; y : (N,) int64. Returns ``(loss, accuracy)``
-    as floats (NaN for an empty set).
-    """
-    if len(y) == 0:
-        return math.nan, math.nan
-    K = model.ensure_built(x.shape[1:]).K
-    # The plain cross-entropy, also when training smooths the labels: comparable across runs.
-    smoothed = getattr(model.loss, "label_smoothing", 0.0)
-    loss_fn = model.loss if model.loss is not None and not smoothed else SoftmaxCrossEntropy().to(K)
-    starts = _batches(len(y), batch_size)
-    stats = K.zeros((len(starts), 2), np.float64)
-    for i, start in enumerate(starts):
-        xb = K.asarray(x[start:start + batch_size])
-        yb = K.asarray(y[start:start + batch_size])
-        loss_fn.forward(model.forward(xb, training=False), yb, stats=stats[i])
-    total = K.to_numpy(stats).sum(axis=0)
-    return float(total[0] / len(y)), float(total[1] / len(y))
-
-
-def flip_averaged_probabilities(model, x, batch_size: int = 256) -> np.ndarray:
-    """Test-time augmentation: the mean of the softmax of ``x`` and of ``x`` mirrored left-right.
-
-    x : (N, C, H, W) float32 host array; returns (N, num_classes) float64 probabilities.
-    Meant for models trained with horizontal flips (Fashion-MNIST with ``--augment``),
-    as in Krizhevsky et al., 2012 ("ImageNet Classification with Deep CNNs", Section 4.1),
-    who average the predictions over an image and its reflection.
-    """
-    total = 0.0
-    for images in (x, np.ascontiguousarray(x[..., ::-1])):
-        logits = predict_logits(model, images, batch_size).astype(np.float64)
-        logits -= logits.max(axis=1, keepdims=True)
-        probs = np.exp(logits)
-        total = total + probs / probs.sum(axis=1, keepdims=True)
-    return total / 2
-
-
-def predict_logits(model, x, batch_size: int = 256) -> np.ndarray:
-    """Logits (N, num_classes) float32 on the host for x (N, C, H, W), inference mode."""
-    K = model.ensure_built(x.shape[1:]).K
-    parts = [np.array(K.to_numpy(model.forward(K.asarray(x[s:s + batch_size]), training=False)))
-             for s in _batches(len(x), batch_size)]
-    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
 
 class Trainer:

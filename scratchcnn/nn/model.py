@@ -508,16 +508,13 @@ class Sequential:
         return fit(self, x, y, **kwargs)
 
     def evaluate(self, x, y, batch_size=256) -> tuple[float, float]:
-        """Mean loss and accuracy on (x, y); see ``scratchcnn.engine.training.loss_and_accuracy``."""
-        from scratchcnn.engine.training import loss_and_accuracy
+        """Mean loss and accuracy on (x, y); see ``scratchcnn.engine.inference.loss_and_accuracy``."""
+        from scratchcnn.engine.inference import loss_and_accuracy
 
         return loss_and_accuracy(self, x, y, batch_size=batch_size)
 
     def predict(self, x, batch_size=256) -> np.ndarray:
         """Class probabilities (N, num_classes) float32 on the host, in inference mode."""
-        from scratchcnn.engine.training import predict_logits
+        from scratchcnn.engine.inference import probabilities
 
-        logits = predict_logits(self, x, batch_size=batch_size).astype(np.float64)
-        logits -= logits.max(axis=1, keepdims=True)
-        probs = np.exp(logits)
-        return (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
+        return probabilities(self, x, batch_size=batch_size).astype(np.float32)

@@ -8,7 +8,8 @@ and the command-line tools; ``data`` and ``errors`` at the bottom.
 The network's Keras-style ``fit``/``evaluate``/``predict`` are the engine's: this
 package, above both, hands them to ``nn.model`` when it is imported.
 """
+from scratchcnn.engine import inference as _inference
 from scratchcnn.engine import training as _training
 from scratchcnn.nn import model as _model
 
-_model.provide_training(_model.TrainingAPI(_training.fit, _training.loss_and_accuracy, _training.predict_logits))
+_model.provide_training(_model.TrainingAPI(_training.fit, _inference.loss_and_accuracy, _inference.predict_logits))

@@ -10,9 +10,10 @@ from scratchcnn.errors import ScratchCNNError
 
 __all__ = ["ArgumentParser", "positive_int", "positive_float", "fraction", "seed", "non_negative_float", "run_main", "configure_process",
            "set_openmp_defaults", "GOMP_SPINCOUNT", "EXIT_ERROR", "EXIT_USAGE", "EXIT_DIVERGED",
-           "EXIT_INTERRUPTED"]
+           "EXIT_INTERRUPTED", "EXIT_TERMINATED"]
 
-EXIT_ERROR, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 2, 3, 130
+# 130 and 143 are the shells' 128 + signal number for SIGINT and SIGTERM.
+EXIT_ERROR, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 3, 130, 143
 
 # How long an idle OpenMP thread of the cpu backend spins before it sleeps. Spinning makes the next
 # kernel start at once; sleeping leaves the cores to other work. 10,000 keeps nearly all of the speed

@@ -527,7 +527,7 @@ class Sequential:
         return _training_api().fit(self, x, y, **kwargs)
 
     def evaluate(self, x, y, batch_size=256) -> tuple[float, float]:
-        """Mean loss and accuracy on (x, y); see ``scratchcnn.engine.training.loss_and_accuracy``."""
+        """Mean loss and accuracy on (x, y); see ``scratchcnn.engine.inference.loss_and_accuracy``."""
         return _training_api().loss_and_accuracy(self, x, y, batch_size=batch_size)
 
     def predict(self, x, batch_size=256) -> np.ndarray:

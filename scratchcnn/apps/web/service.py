@@ -21,7 +21,7 @@ import numba
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from scratchcnn.engine import explain
+from scratchcnn.engine import explain, inference
 from scratchcnn.errors import DataError
 from scratchcnn.nn.layers import Conv2D, MaxPool2D
 from scratchcnn.nn.losses import softmax
@@ -29,7 +29,7 @@ from scratchcnn.data.images import load_image, preprocess_image
 from scratchcnn.files.loading import load_saved_model
 from scratchcnn.apps.web import render
 
-__all__ = ["ImageError", "Limits", "ServedModel", "load_served", "decode_image", "softmax"]
+__all__ = ["ImageError", "Limits", "ServedModel", "load_served", "decode_image"]
 
 
 class ImageError(Exception):
@@ -119,7 +119,8 @@ class ServedModel:
         try:
             for model in models:
                 _one_thread()
-                explain.trace_with_saliency(model, blank)
+                inference.predict_logits(model, blank[None])  # the plan's kernels
+                explain.trace_with_saliency(model, blank)  # the layers' own, for the details
         finally:
             for model in models:
                 self._pool.put(model)
@@ -135,19 +136,21 @@ class ServedModel:
         """Classify one image; with ``details``, add the input as the model sees it, every conv
         and max-pool layer's maps, and the saliency map of the top class.
 
+        The probabilities come from the model's execution plan in inference mode
+        (``scratchcnn.engine.inference.probabilities``, as ``predict`` and ``evaluate``);
+        ``explain`` runs the layers one by one only for the maps and the saliency.
+
         Returns a JSON-able dict (see the API section of README.md); ``ImageError`` for a bad image.
         """
         x, inverted = self.prepare(data, limits)
         started = time.perf_counter()
         with self.replica() as model:
             _one_thread()
+            probs = inference.probabilities(model, x[None])[0]
+            order = np.argsort(-probs, kind="stable")
             if details:
-                grad, _, traced = explain.trace_with_saliency(model, x)
+                grad, _, traced = explain.trace_with_saliency(model, x, target=int(order[0]))
                 maps = explain.feature_maps(model, traced=traced)
-            else:
-                traced, grad, maps = explain.trace(model, x), None, None
-        probs = softmax(traced.logits[0])
-        order = np.argsort(-probs, kind="stable")
         answer = {"model": self.id, "class": self.class_names[order[0]], "index": int(order[0]),
                   "classes": [{"name": self.class_names[i], "index": int(i), "probability": float(probs[i])}
                               for i in order[:top_k]],

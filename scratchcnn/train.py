@@ -46,8 +46,8 @@ def build_parser() -> cli.ArgumentParser:
     p.add_argument("--seed", type=cli.seed, default=0, help="seed of weights, split, shuffles, dropout (default: 0)")
     p.add_argument("--backend", choices=sorted(kernels.BACKENDS),
                    help="kernel backend (default: $SCRATCHCNN_BACKEND, else the fastest available)")
-    p.add_argument("--data-dir", help="folder holding the data set's files (searched first)")
-    p.add_argument("--out", help="run folder (default: runs/<dataset>-<timestamp>)")
+    p.add_argument("--data-dir", type=cli.path, help="folder holding the data set's files (searched first)")
+    p.add_argument("--out", type=cli.path, help="run folder (default: runs/<dataset>-<timestamp>)")
     p.add_argument("--train-limit", type=cli.positive_int, metavar="N",
                    help="use only the first N training images (quick runs)")
     p.add_argument("--val-fraction", type=cli.fraction, default=0.1,
@@ -64,15 +64,17 @@ def build_parser() -> cli.ArgumentParser:
     p.add_argument("--early-stopping", type=cli.positive_int, metavar="PATIENCE",
                    help="stop after PATIENCE epochs without a lower validation loss; restore the best weights")
     p.add_argument("--save-best", action="store_true", help=f"also keep the best-validation model as {BEST_MODEL_FILE}")
-    p.add_argument("--init-from", metavar="RUN_DIR|MODEL.npz",
+    p.add_argument("--init-from", type=cli.path, metavar="RUN_DIR|MODEL.npz",
                    help="start from another run's model: every layer whose name and shapes match is loaded")
     p.add_argument("--init-layers", metavar="N|NAMES",
                    help="with --init-from, load only the first N layers (or these comma-separated layer names)")
     p.add_argument("--freeze", metavar="N|NAMES",
                    help="keep the first N layers (or these comma-separated layer names, e.g. conv2d_0,conv2d_1) "
                         "fixed; backpropagation stops at the first trainable layer")
-    p.add_argument("--resume", metavar="RUN_DIR", help=f"continue the run in RUN_DIR from its {CHECKPOINT_FILE}")
+    p.add_argument("--resume", type=cli.path, metavar="RUN_DIR", help=f"continue the run in RUN_DIR from its {CHECKPOINT_FILE}")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--force", action="store_true",
+                   help="write into --out even if it holds files of the names a run writes (history.csv, ...)")
     return p
 
 
@@ -130,7 +132,7 @@ def _main(argv) -> int:
                                  progress=not args.no_progress)
         else:
             outcome = start_run(config_from_args(args), out=args.out, backend=args.backend,
-                                progress=not args.no_progress)
+                                progress=not args.no_progress, force=args.force)
     except TrainingDiverged as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return cli.EXIT_DIVERGED

@@ -89,6 +89,22 @@ def _batches(n: int, batch_size: int):
     return range(0, n, batch_size)
 
 
+# Memory that one inference batch's activations and unfolded inputs may take; the usual models stay
+# at their batch of 256 (the default network: 0.2 MB per 28x28 image), a file declaring wide layers
+# gets smaller batches instead of gigabytes.
+INFERENCE_BYTES = 512 * 2**20
+
+
+def inference_batch_size(model, input_shape, batch_size: int) -> int:
+    """``batch_size``, lowered so that one batch's activations and largest im2col matrix take at most
+    ``INFERENCE_BYTES`` (float32; ``scratchcnn.files.serialization.activation_elements``), at least 1."""
+    from scratchcnn.files.serialization import activation_elements
+
+    activations, unfolded, _ = activation_elements(model, tuple(input_shape))
+    per_image = 4 * (activations + unfolded)
+    return max(1, min(int(batch_size), INFERENCE_BYTES // max(per_image, 1)))
+
+
 def loss_and_accuracy(model, x, y, batch_size: int = 256) -> tuple[float, float]:
     """Mean loss and accuracy of ``model`` on (x, y) in inference mode (``Sequential.evaluate``).
 
@@ -98,6 +114,7 @@ def loss_and_accuracy(model, x, y, batch_size: int = 256) -> tuple[float, float]
     if len(y) == 0:
         return math.nan, math.nan
     K = model.ensure_built(x.shape[1:]).K
+    batch_size = inference_batch_size(model, x.shape[1:], batch_size)
     # The plain cross-entropy, also when training smooths the labels: comparable across runs.
     smoothed = getattr(model.loss, "label_smoothing", 0.0)
     loss_fn = model.loss if model.loss is not None and not smoothed else SoftmaxCrossEntropy().to(K)
@@ -131,6 +148,7 @@ def flip_averaged_probabilities(model, x, batch_size: int = 256) -> np.ndarray:
 def predict_logits(model, x, batch_size: int = 256) -> np.ndarray:
     """Logits (N, num_classes) float32 on the host for x (N, C, H, W), inference mode."""
     K = model.ensure_built(x.shape[1:]).K
+    batch_size = inference_batch_size(model, x.shape[1:], batch_size)
     parts = [np.array(K.to_numpy(model.forward(K.asarray(x[s:s + batch_size]), training=False)))
              for s in _batches(len(x), batch_size)]
     return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)

@@ -58,7 +58,8 @@ def decode_image(data: bytes, limits: Limits, channels: int = 1) -> np.ndarray:
     ------
     ImageError
         400 empty; 413 more than ``max_bytes`` or ``max_pixels``; 415 not an image
-        format Pillow knows; 400 a known format that does not decode (truncated, corrupt).
+        format Pillow knows; 400 a known format that does not decode (truncated, corrupt)
+        or holds NaN pixels.
     """
     if not data:
         raise ImageError(400, "the image is empty (0 bytes)")
@@ -78,6 +79,8 @@ def decode_image(data: bytes, limits: Limits, channels: int = 1) -> np.ndarray:
     try:
         return load_image(data, channels=channels)
     except DataError as exc:
+        if "cannot read the image" not in str(exc):  # NaN pixels: the message says what is wrong
+            raise ImageError(400, str(exc).split(": ", 1)[-1]) from None
         reason = str(exc).rsplit(": ", 1)[-1]  # Pillow's own words
         raise ImageError(400, f"the image does not decode (truncated or corrupt): {reason}") from None
 

@@ -13,6 +13,7 @@ import io
 import json
 import queue
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,8 +67,12 @@ def decode_image(data: bytes, limits: Limits, channels: int = 1) -> np.ndarray:
     if len(data) > limits.max_bytes:
         raise ImageError(413, f"the image is {len(data):,} bytes; the limit is {limits.max_bytes:,}")
     try:
-        # Image.open reads only the header: the size is known before any pixel is decoded.
-        with Image.open(io.BytesIO(data)) as probe:
+        # Image.open reads only the header: the size is known before any pixel is decoded. Pillow's
+        # warning for a large one would go raw to the server's log: the size is checked just below.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            probe = Image.open(io.BytesIO(data))
+        with probe:
             width, height = probe.size
     except Image.DecompressionBombError as exc:  # Pillow's own limit, far above ours
         raise ImageError(413, f"the image is too large once decoded: {exc}") from None

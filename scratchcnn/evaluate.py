@@ -178,7 +178,8 @@ def _evaluate(path, run_dir, out, data_dir, backend, progress, log) -> dict:
 
 def build_parser() -> cli.ArgumentParser:
     p = cli.ArgumentParser(prog=PROG, description="Re-compute the test metrics and plots of a saved model.")
-    p.add_argument("run", type=cli.path, metavar="RUN_DIR|MODEL.npz", help=f"a run folder (uses its {MODEL_FILE}) or a model file")
+    p.add_argument("run", type=cli.path, metavar="RUN_DIR|MODEL.npz",
+                   help=f"a run folder (uses its {MODEL_FILE}) or a model file")
     p.add_argument("--out", type=cli.path, help="folder for the reports (default: RUN_DIR/evaluation)")
     p.add_argument("--data-dir", type=cli.path, help="folder holding the data set's files (searched first)")
     p.add_argument("--backend", choices=sorted(kernels.BACKENDS),

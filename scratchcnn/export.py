@@ -199,7 +199,8 @@ def export_model(source, target, softmax: bool = False, force: bool = False) -> 
 def build_parser() -> cli.ArgumentParser:
     p = cli.ArgumentParser(prog=PROG, description=f"Write a trained model as an ONNX file (opset {OPSET}), "
                            "checked by onnx.checker.")
-    p.add_argument("run", type=cli.path, metavar="RUN_DIR|MODEL.npz", help="a run folder (uses its model.npz) or a model file")
+    p.add_argument("run", type=cli.path, metavar="RUN_DIR|MODEL.npz",
+                   help="a run folder (uses its model.npz) or a model file")
     p.add_argument("output", type=cli.path, metavar="OUT.onnx", help="the ONNX file to write")
     p.add_argument("--softmax", action="store_true", help="also output class probabilities (Softmax)")
     p.add_argument("--force", action="store_true", help="replace OUT.onnx if it exists (never the model itself, "

@@ -71,7 +71,8 @@ def build_parser() -> cli.ArgumentParser:
     p.add_argument("--freeze", metavar="N|NAMES",
                    help="keep the first N layers (or these comma-separated layer names, e.g. conv2d_0,conv2d_1) "
                         "fixed; backpropagation stops at the first trainable layer")
-    p.add_argument("--resume", type=cli.path, metavar="RUN_DIR", help=f"continue the run in RUN_DIR from its {CHECKPOINT_FILE}")
+    p.add_argument("--resume", type=cli.path, metavar="RUN_DIR",
+                   help=f"continue the run in RUN_DIR from its {CHECKPOINT_FILE}")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--force", action="store_true",
                    help="write into --out even if it holds files of the names a run writes (history.csv, ...)")

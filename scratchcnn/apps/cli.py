@@ -9,7 +9,8 @@ import sys
 import kernels
 from scratchcnn.errors import ScratchCNNError
 
-__all__ = ["ArgumentParser", "path", "printable", "int_between", "NAME_TOO_LONG", "positive_int", "positive_float", "fraction", "seed", "non_negative_float", "run_main", "configure_process",
+__all__ = ["ArgumentParser", "path", "printable", "int_between", "NAME_TOO_LONG",
+           "positive_int", "positive_float", "fraction", "seed", "non_negative_float", "run_main", "configure_process",
            "set_openmp_defaults", "GOMP_SPINCOUNT", "EXIT_ERROR", "EXIT_USAGE", "EXIT_DIVERGED",
            "EXIT_INTERRUPTED"]
 

@@ -21,7 +21,7 @@ mkdir -p "$OUT"
 export XDG_CACHE_HOME="$OUT/cache"   # a fresh cache: the folder run decodes the images once
 COMMON=(--epochs "$EPOCHS" --seed "$SEED" --backend "$BACKEND" --no-progress "${LIMIT[@]}")
 
-"$PYTHON" -m scratchcnn.data.to_folder "$DATASET" "$OUT/folder" --no-progress "${LIMIT[@]}"
+"$PYTHON" -m scratchcnn.to_folder "$DATASET" "$OUT/folder" --no-progress "${LIMIT[@]}"
 "$PYTHON" -m scratchcnn.train --dataset "$DATASET" "${COMMON[@]}" --out "$OUT/built-in" | tail -1
 "$PYTHON" -m scratchcnn.train --dataset folder --data-dir "$OUT/folder" "${COMMON[@]}" --out "$OUT/folder-run" | tail -1
 

@@ -31,7 +31,7 @@ fi
 MNIST_LIMITS=()
 if [[ -n "${MNIST_TRAIN_LIMIT:-}" ]]; then MNIST_LIMITS+=(--train-limit "$MNIST_TRAIN_LIMIT"); fi
 if [[ -n "${MNIST_TEST_LIMIT:-}" ]]; then MNIST_LIMITS+=(--test-limit "$MNIST_TEST_LIMIT"); fi
-[[ -d "$OUT/mnist-png" ]] || "$PYTHON" -m scratchcnn.data.to_folder mnist "$OUT/mnist-png" --no-progress "${MNIST_LIMITS[@]}"
+[[ -d "$OUT/mnist-png" ]] || "$PYTHON" -m scratchcnn.to_folder mnist "$OUT/mnist-png" --no-progress "${MNIST_LIMITS[@]}"
 "$PYTHON" - "$OUT" "$PER_CLASS" <<'EOF'
 # The first PER_CLASS training images of each class (hard links: no copies), and every test image.
 import os, sys

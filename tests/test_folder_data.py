@@ -14,7 +14,7 @@ from scratchcnn.data.folder import cache as folder_cache
 from scratchcnn.data.folder import load_folder
 from scratchcnn.data.images import load_image, preprocess_image
 from scratchcnn.data.streaming import NormalizedRows, channel_histograms, histogram_statistics
-from scratchcnn.data.to_folder import write_folder
+from scratchcnn.to_folder import write_folder
 from scratchcnn.errors import ConfigError, DataError
 from scratchcnn.files.serialization import load_model
 from scratchcnn.train import main
@@ -87,6 +87,14 @@ def test_main_job_trains_on_a_mixed_folder_and_the_tools_follow(tmp_path, capsys
 
     again = evaluate_saved_model(out, progress=False, log=lambda *a: None)
     assert again["test_accuracy"] == metrics["test_accuracy"] and again["test_loss"] == metrics["test_loss"]
+    from scratchcnn.errors import ModelFileError
+    from scratchcnn.files.serialization import MODEL_FORMAT, read_archive, write_archive
+
+    stored, arrays = read_archive(out / "model.npz", MODEL_FORMAT)
+    stored["folder"] = {**stored["folder"], "image_size": [12, 99999]}
+    write_archive(tmp_path / "crafted.npz", stored, arrays)
+    with pytest.raises(ModelFileError, match=r"crafted.npz: field 'folder.image_size' is \[12, 99999\], expected N or HxW"):
+        evaluate_saved_model(tmp_path / "crafted.npz", out=tmp_path / "e", progress=False, log=lambda *a: None)
 
     from scratchcnn.apps.web.service import load_served
 
@@ -96,6 +104,34 @@ def test_main_job_trains_on_a_mixed_folder_and_the_tools_follow(tmp_path, capsys
     from scratchcnn.export import main as export_main
 
     assert export_main([str(out), str(tmp_path / "model.onnx")]) == 0
+
+
+def test_a_resumed_folder_run_reads_the_size_and_channels_it_chose(tmp_path, capsys):
+    """The image size and channels chosen from the images are stored in the checkpoint (RunConfig), so
+    --resume reads the folder the same way; a crafted value there is one line naming the option."""
+    from scratchcnn.files.checkpoint import CHECKPOINT_FORMAT
+    from scratchcnn.files.serialization import read_archive, write_archive
+
+    rng = np.random.default_rng(6)
+    root = tmp_path / "photos"
+    for c, name in enumerate(["a", "b"]):
+        for i in range(6):
+            _save(root / name / f"{i}.png", np.full((10, 14), 60 + 120 * c, np.uint8) + rng.integers(0, 9, (10, 14),
+                                                                                                    dtype=np.uint8))
+    out = tmp_path / "run"
+    assert main(["--dataset", "folder", "--data-dir", str(root), "--epochs", "1", "--out", str(out)] + QUIET) == 0
+    meta, arrays = read_archive(out / "checkpoint.npz", CHECKPOINT_FORMAT)
+    assert meta["config"]["image_size"] == [10, 14] and meta["config"]["channels"] == 1
+    assert main(["--resume", str(out), "--epochs", "2", "--no-progress"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["epochs_completed"] == 2
+    assert load_model(out / "model.npz")[0].input_shape == (1, 10, 14)
+    assert main(["--resume", str(out), "--image-size", "12", "--no-progress"]) == 1
+    assert "--image-size cannot be combined with --resume" in capsys.readouterr().err
+    meta["config"] = {**meta["config"], "channels": 2, "epochs": 3}
+    write_archive(out / "checkpoint.npz", meta, arrays)
+    assert main(["--resume", str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "option 'channels' is 2, expected 1 (grey) or 3 (colour) or null" in err[0], err
 
 
 def test_the_cache_is_reused_then_invalidated_when_a_file_changes(tmp_path):
@@ -296,7 +332,7 @@ def test_mnist_round_trip_trains_bit_identically(tmp_path, data_dir):
     splits = load_dataset("mnist", data_dir, val_fraction=0.2, train_limit=500, seed=2, progress=False)
     model = build_model("classic", splits.input_shape, 10, seed=2, backend="cpu")
     model.compile(make_optimizer(config), SoftmaxCrossEntropy())
-    Trainer(model, batch_size=8, seed=2, base_lr=config["lr"], progress=False, log=lambda *a: None).fit(
+    Trainer(model, batch_size=8, seed=2, base_lr=config.lr, progress=False, log=lambda *a: None).fit(
         splits.x_train, splits.y_train, 1, (splits.x_val, splits.y_val))
     for key, value in model.named_arrays().items():
         np.testing.assert_array_equal(value, from_folder[key])

@@ -2,25 +2,25 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 
 import kernels
 from scratchcnn.errors import ScratchCNNError
 
-__all__ = ["ArgumentParser", "positive_int", "positive_float", "fraction", "open_fraction", "image_size", "seed",
-           "non_negative_float", "run_main", "configure_process",
+__all__ = ["ArgumentParser", "path", "printable", "int_between", "NAME_TOO_LONG",
+           "positive_int", "positive_float", "fraction", "seed", "non_negative_float", "run_main", "configure_process",
            "set_openmp_defaults", "GOMP_SPINCOUNT", "EXIT_ERROR", "EXIT_USAGE", "EXIT_DIVERGED",
-           "EXIT_INTERRUPTED"]
+           "EXIT_INTERRUPTED", "EXIT_TERMINATED"]
 
-EXIT_ERROR, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 2, 3, 130
+# 130 and 143 are the shells' 128 + signal number for SIGINT and SIGTERM.
+EXIT_ERROR, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 3, 130, 143
 
 # How long an idle OpenMP thread of the cpu backend spins before it sleeps. Spinning makes the next
-# kernel start at once; sleeping leaves the cores to other work. Measured here, training images/s of
-# the default network (2 cores, median of interleaved runs), alone / beside two busy processes:
-# libgomp's default 300,000 spins 5,758 / 924; 100,000: 5,660 / 1,232; 10,000: 5,472 / 1,770;
-# 0 (OMP_WAIT_POLICY=PASSIVE): about 4,300 / 2,017. 10,000 keeps 95% of the speed alone and most
-# of it on a busy machine.
+# kernel start at once; sleeping leaves the cores to other work. 10,000 keeps nearly all of the speed
+# on a quiet machine and most of it on a busy one (the measurements: benchmarks/README.md, "Figures
+# behind the code's choices").
 GOMP_SPINCOUNT = "10000"
 
 
@@ -52,6 +52,44 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+# What ENAMETOOLONG means, said once for every tool.
+NAME_TOO_LONG = "File name too long (ENAMETOOLONG: a path component is longer than 255 bytes)"
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (escape codes, newlines, tabs) written as Python escapes
+    (``\\x1b``, ``\\n``), so that a name from a file can neither move the cursor nor add a line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _shown(text: str) -> str:
+    return printable(text if len(text) <= 60 else f"{text[:28]}...{text[-28:]}")
+
+
+def path(text: str) -> str:
+    """argparse type: a path whose components each fit the file system's limit (``NAME_MAX``,
+    255 bytes), so that an over-long one is a usage error instead of an OSError later."""
+    for part in text.split(os.sep):
+        if len(os.fsencode(part)) > 255:
+            raise argparse.ArgumentTypeError(f"{_shown(text)}: {NAME_TOO_LONG}")
+    return text
+
+
+def int_between(low: int, high: int):
+    """argparse type factory: an integer in [low, high]."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer from {low} to {high}, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected an integer from {low} to {high}, got {value}")
+        return value
+    return parse
 
 
 def positive_int(text: str) -> int:
@@ -109,31 +147,6 @@ def non_negative_float(text: str) -> float:
     return value
 
 
-def open_fraction(text: str) -> float:
-    """argparse type: a float in (0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {value}")
-    return value
-
-
-def image_size(text: str) -> tuple:
-    """argparse type: ``N`` (N x N pixels) or ``HxW``, each side 4..1024 -> (h, w)."""
-    parts = text.lower().split("x")
-    try:
-        sides = tuple(int(p) for p in parts)
-    except ValueError:
-        sides = ()
-    if len(sides) == 1:
-        sides = sides * 2
-    if len(sides) != 2 or not all(4 <= v <= 1024 for v in sides):
-        raise argparse.ArgumentTypeError(f"expected N or HxW with sides from 4 to 1024 pixels, got {text!r}")
-    return sides
-
-
 def run_main(prog: str, body, argv) -> int:
     """Run ``body(argv)``; turn scratchcnn's own errors into ``prog: error: ...`` and exit code 1,
     and a Ctrl-C that ``body`` did not handle itself into one line and exit code 130.
@@ -142,7 +155,13 @@ def run_main(prog: str, body, argv) -> int:
     try:
         return body(argv)
     except (ScratchCNNError, kernels.BackendUnavailable) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {printable(str(exc))}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        # A path built from the arguments (a run folder's file) that the checks of ``path`` did not see.
+        print(f"{prog}: error: {_shown(str(exc.filename))}: {NAME_TOO_LONG}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

@@ -13,6 +13,7 @@ import io
 import json
 import queue
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,14 +22,15 @@ import numba
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from scratchcnn.engine import explain
+from scratchcnn.engine import explain, inference
 from scratchcnn.errors import DataError
 from scratchcnn.nn.layers import Conv2D, MaxPool2D
+from scratchcnn.nn.losses import softmax
 from scratchcnn.data.images import load_image, preprocess_image, preprocessing_options
 from scratchcnn.files.loading import load_saved_model
 from scratchcnn.apps.web import render
 
-__all__ = ["ImageError", "Limits", "ServedModel", "load_served", "decode_image", "softmax"]
+__all__ = ["ImageError", "Limits", "ServedModel", "load_served", "decode_image"]
 
 
 class ImageError(Exception):
@@ -58,15 +60,20 @@ def decode_image(data: bytes, limits: Limits, channels: int = 1) -> np.ndarray:
     ------
     ImageError
         400 empty; 413 more than ``max_bytes`` or ``max_pixels``; 415 not an image
-        format Pillow knows; 400 a known format that does not decode (truncated, corrupt).
+        format Pillow knows; 400 a known format that does not decode (truncated, corrupt)
+        or holds NaN pixels.
     """
     if not data:
         raise ImageError(400, "the image is empty (0 bytes)")
     if len(data) > limits.max_bytes:
         raise ImageError(413, f"the image is {len(data):,} bytes; the limit is {limits.max_bytes:,}")
     try:
-        # Image.open reads only the header: the size is known before any pixel is decoded.
-        with Image.open(io.BytesIO(data)) as probe:
+        # Image.open reads only the header: the size is known before any pixel is decoded. Pillow's
+        # warning for a large one would go raw to the server's log: the size is checked just below.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            probe = Image.open(io.BytesIO(data))
+        with probe:
             width, height = probe.size
     except Image.DecompressionBombError as exc:  # Pillow's own limit, far above ours
         raise ImageError(413, f"the image is too large once decoded: {exc}") from None
@@ -78,15 +85,10 @@ def decode_image(data: bytes, limits: Limits, channels: int = 1) -> np.ndarray:
     try:
         return load_image(data, channels=channels)
     except DataError as exc:
+        if "cannot read the image" not in str(exc):  # NaN pixels: the message says what is wrong
+            raise ImageError(400, str(exc).split(": ", 1)[-1]) from None
         reason = str(exc).rsplit(": ", 1)[-1]  # Pillow's own words
         raise ImageError(400, f"the image does not decode (truncated or corrupt): {reason}") from None
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax in float64 with the maximum subtracted (as ``Sequential.predict``)."""
-    z = np.asarray(logits, np.float64)
-    z = np.exp(z - z.max(axis=-1, keepdims=True))
-    return z / z.sum(axis=-1, keepdims=True)
 
 
 @dataclass
@@ -125,7 +127,8 @@ class ServedModel:
         try:
             for model in models:
                 _one_thread()
-                explain.trace_with_saliency(model, blank)
+                inference.predict_logits(model, blank[None])  # the plan's kernels
+                explain.trace_with_saliency(model, blank)  # the layers' own, for the details
         finally:
             for model in models:
                 self._pool.put(model)
@@ -141,19 +144,21 @@ class ServedModel:
         """Classify one image; with ``details``, add the input as the model sees it, every conv
         and max-pool layer's maps, and the saliency map of the top class.
 
+        The probabilities come from the model's execution plan in inference mode
+        (``scratchcnn.engine.inference.probabilities``, as ``predict`` and ``evaluate``);
+        ``explain`` runs the layers one by one only for the maps and the saliency.
+
         Returns a JSON-able dict (see the API section of README.md); ``ImageError`` for a bad image.
         """
         x, inverted = self.prepare(data, limits)
         started = time.perf_counter()
         with self.replica() as model:
             _one_thread()
+            probs = inference.probabilities(model, x[None])[0]
+            order = np.argsort(-probs, kind="stable")
             if details:
-                grad, _, traced = explain.trace_with_saliency(model, x)
+                grad, _, traced = explain.trace_with_saliency(model, x, target=int(order[0]))
                 maps = explain.feature_maps(model, traced=traced)
-            else:
-                traced, grad, maps = explain.trace(model, x), None, None
-        probs = softmax(traced.logits[0])
-        order = np.argsort(-probs, kind="stable")
         answer = {"model": self.id, "class": self.class_names[order[0]], "index": int(order[0]),
                   "classes": [{"name": self.class_names[i], "index": int(i), "probability": float(probs[i])}
                               for i in order[:top_k]],

@@ -39,11 +39,10 @@ from tqdm import tqdm
 from scratchcnn.data.images import load_image, preprocess_image
 from scratchcnn.data.sources import cache_dir
 from scratchcnn.data.streaming import open_uint8
-from scratchcnn.errors import DataError
-from scratchcnn.files.fileio import atomic_write_text
+from scratchcnn.errors import DataError, OutputError
 
 __all__ = ["FolderCache", "open_cache", "read_headers", "choose_options", "folder_cache_root", "decode_entry",
-           "CACHE_VERSION", "MAX_DEFAULT_SIDE", "PIXELS_FILE", "INDEX_FILE"]
+           "write_text_atomic", "CACHE_VERSION", "MAX_DEFAULT_SIDE", "PIXELS_FILE", "INDEX_FILE"]
 
 CACHE_VERSION = 1  # bump when decoding changes: older caches are then never read
 MAX_DEFAULT_SIDE = 64  # the default image size is at most this many pixels per side
@@ -65,6 +64,35 @@ class FolderCache:
     labels: list
     problems: list
     reused: bool
+
+
+def write_text_atomic(path, text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` through a temporary file in the same folder renamed over it
+    (POSIX rename is atomic), so a reader never sees half a file.
+
+    The cache's own writer: the data package sits below ``scratchcnn.files`` (whose
+    ``atomic_write`` also fsyncs; a cache lost to a power cut is only rebuilt).
+
+    Raises
+    ------
+    OutputError
+        For an operating-system error (read-only or full cache folder), naming ``path``.
+    """
+    path = Path(path)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+    return path
 
 
 def folder_cache_root(root: Path) -> Path:
@@ -94,7 +122,7 @@ def read_headers(scan, progress: bool = True) -> list:
                 headers.append([img.width, img.height, grey])
         except Exception as exc:  # Pillow raises many kinds for a bad file: each is one line, not a crash
             headers.append(f"{entry.path}: not an image Pillow can read ({type(exc).__name__}: {exc}); skipped")
-    atomic_write_text(store, json.dumps(headers))
+    write_text_atomic(store, json.dumps(headers))
     return headers
 
 
@@ -223,7 +251,7 @@ def _build(scan, shape, options: str, path: Path, strict: bool, progress: bool, 
             os.fsync(out.fileno())
         index = {"version": CACHE_VERSION, "root": str(scan.root), "shape": [len(rows), *shape], "rows": rows,
                  "problems": problems}
-        atomic_write_text(tmp / INDEX_FILE, json.dumps(index))
+        write_text_atomic(tmp / INDEX_FILE, json.dumps(index))
         try:
             os.rename(tmp, path)
         except OSError:

@@ -9,11 +9,10 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from scratchcnn.data.datasets import DataSplits, validation_split
-from scratchcnn.data.folder.cache import choose_options, open_cache, read_headers
+from scratchcnn.data.folder.cache import choose_options, open_cache, read_headers, write_text_atomic
 from scratchcnn.data.folder.scan import scan_folder
 from scratchcnn.data.streaming import NormalizedRows, channel_histograms, histogram_statistics
 from scratchcnn.errors import ConfigError, DataError, OutputError
-from scratchcnn.files.fileio import atomic_write_text
 
 __all__ = ["load_folder", "TEST_SPLIT_SEED", "DEFAULT_TEST_FRACTION"]
 
@@ -146,7 +145,7 @@ def _statistics(cache, rows):
     except (OSError, ValueError):
         counts = channel_histograms(cache.pixels, rows, cache.mapped)
         try:
-            atomic_write_text(memo, json.dumps(counts.tolist()))
+            write_text_atomic(memo, json.dumps(counts.tolist()))
         except OutputError:  # a read-only cache folder only costs the counting next time
             pass
     return histogram_statistics(counts)

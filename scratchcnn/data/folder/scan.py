@@ -15,7 +15,7 @@ raised as a ``DataError`` instead.
 
 Order: within each part (train, then test), images are sorted by their path inside
 their class folder, then by class, so that files numbered in a data set's order
-(``python -m scratchcnn.data.to_folder``) come back in that order whatever their
+(``python -m scratchcnn.to_folder``) come back in that order whatever their
 class (the built-in loaders' order, which the round trip needs).
 """
 from __future__ import annotations

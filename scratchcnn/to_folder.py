@@ -1,4 +1,4 @@
-"""``python -m scratchcnn.data.to_folder``: write a built-in data set out as an image folder.
+"""``python -m scratchcnn.to_folder``: write a built-in data set out as an image folder.
 
 ``OUT/train/<class>/<number>.png`` and ``OUT/test/<class>/<number>.png``, one 8-bit PNG
 per image (grey for MNIST, Fashion-MNIST and digits, RGB for CIFAR-10), numbered in
@@ -19,8 +19,8 @@ complete, so an interrupted run leaves no half folder at ``OUT``.
 
 Examples
 --------
-    python -m scratchcnn.data.to_folder fashion fashion-png
-    python -m scratchcnn.data.to_folder digits digits-png --train-limit 500
+    python -m scratchcnn.to_folder fashion fashion-png
+    python -m scratchcnn.to_folder digits digits-png --train-limit 500
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ from scratchcnn.errors import ConfigError, OutputError
 
 __all__ = ["write_folder", "class_folder_names", "main"]
 
-PROG = "python -m scratchcnn.data.to_folder"
+PROG = "python -m scratchcnn.to_folder"
 
 
 def class_folder_names(class_names) -> list[str]:
@@ -121,8 +121,8 @@ def build_parser() -> cli.ArgumentParser:
     p = cli.ArgumentParser(prog=PROG, description="Write a built-in data set as an image folder (PNG per image, "
                            "train/ and test/ holding one folder per class), for --dataset folder.")
     p.add_argument("dataset", choices=DATASET_NAMES)
-    p.add_argument("out", metavar="OUT", help="folder to create")
-    p.add_argument("--data-dir", help="folder holding the data set's files (searched first)")
+    p.add_argument("out", type=cli.path, metavar="OUT", help="folder to create")
+    p.add_argument("--data-dir", type=cli.path, help="folder holding the data set's files (searched first)")
     p.add_argument("--train-limit", type=cli.positive_int, metavar="N", help="only the first N training images")
     p.add_argument("--test-limit", type=cli.positive_int, metavar="N", help="only the first N test images")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

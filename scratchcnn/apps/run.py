@@ -349,7 +349,7 @@ def _train_and_finish(run_dir: Path, model, state, config: RunConfig, splits, pr
             for _ in epochs:
                 if keep_best and trainer.state.best_epoch == trainer.state.epoch:  # validation loss improved
                     save_model(run_dir / BEST_MODEL_FILE, model, splits.class_names, normalization,
-                               epoch=trainer.state.epoch, **model_extras(config, splits))
+                               **model_extras(config, splits), epoch=trainer.state.epoch)
                 save_checkpoint(run_dir / CHECKPOINT_FILE, model, trainer.state, stored)
     except TrainingDiverged as exc:
         kept = (f"the last good checkpoint is {run_dir / CHECKPOINT_FILE}" if (run_dir / CHECKPOINT_FILE).exists()
@@ -369,7 +369,7 @@ def finish_run(run_dir, model, splits, state: TrainState, config: RunConfig, log
     """
     run_dir = Path(run_dir)
     save_model(run_dir / MODEL_FILE, model, splits.class_names, _normalization(config, splits),
-               epoch=state.epoch, **model_extras(config, splits))
+               **model_extras(config, splits), epoch=state.epoch)
     per_second = state.train_images / state.train_seconds if state.train_seconds else None
     info = {"dataset": config.dataset, "model": config.model, "epochs": config.epochs,
             "epochs_completed": state.epoch, "stopped_early": state.stopped_early, "best_epoch": state.best_epoch,

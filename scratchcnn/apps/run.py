@@ -15,6 +15,7 @@ so a resumed run keeps them.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import time
@@ -31,7 +32,7 @@ from scratchcnn.files.loading import resolve_model_file
 from scratchcnn.nn.losses import SoftmaxCrossEntropy
 from scratchcnn.nn.optimizers import OPTIMIZERS
 from scratchcnn.nn.presets import build_model
-from scratchcnn.apps.report import METRICS_FILE, write_test_report
+from scratchcnn.apps.report import METRICS_FILE, write_test_report, write_training_report
 from scratchcnn.files.runfolder import RunFolder, remove_temporaries
 from scratchcnn.files.serialization import (BEST_MODEL_FILE, CHECKPOINT_FILE, EVALUATION_DIR, MODEL_FILE, MODEL_FORMAT,
                                      param_arrays, read_archive, save_model)
@@ -39,7 +40,7 @@ from scratchcnn.engine.training import TrainState, Trainer
 from scratchcnn.files.transfer import init_from, parse_layer_choice, select_layers
 
 __all__ = ["RUN_OPTIONS", "RESUME_OPTIONS", "DEFAULT_EPOCHS", "RunOutcome", "start_run", "resume_run",
-           "finish_run", "is_complete", "make_optimizer", "make_augment", "default_run_dir"]
+           "finish_run", "score_test", "is_complete", "make_optimizer", "make_augment", "default_run_dir"]
 
 DEFAULT_EPOCHS = {"fashion": 5, "mnist": 3, "cifar10": 10, "digits": 30}
 # Options stored in a run's config; on --resume they come from the checkpoint.
@@ -94,7 +95,8 @@ def make_augment(config: dict, splits):
     return Augment(max_shift=2, flip=config["dataset"] == "fashion", fill=background)
 
 
-def start_run(config: dict, out=None, backend=None, progress: bool = True, log=print) -> RunOutcome:
+def start_run(config: dict, out=None, backend=None, progress: bool = True, log=print, on_epoch=None,
+              test: bool = True) -> RunOutcome:
     """Train a new model as ``config`` says, into the run folder ``out``, and finish the run.
 
     Parameters
@@ -104,6 +106,14 @@ def start_run(config: dict, out=None, backend=None, progress: bool = True, log=p
     backend : str, optional; see ``kernels.get``
     progress : bool, progress bars
     log : callable receiving each line to print
+    on_epoch : callable, optional
+        ``on_epoch(trainer) -> bool`` after each epoch's validation, before its
+        checkpoint; a true result stops training there (recorded as a stop, like
+        early stopping's) and the run is finished with the weights it has
+        (``scratchcnn.apps.tune`` prunes trials so).
+    test : bool
+        Score the test set when finishing (``finish_run``); False leaves it
+        untouched (a tuning trial is chosen on validation accuracy only).
 
     The run folder is created and locked (``scratchcnn.files.runfolder.RunFolder``)
     before the data loads, so a folder that cannot be written fails at once; if
@@ -132,7 +142,7 @@ def start_run(config: dict, out=None, backend=None, progress: bool = True, log=p
                             backend=backend)
         apply_transfer(model, config, log)
         model.compile(make_optimizer(config), SoftmaxCrossEntropy(config.get("label_smoothing", 0.0)))
-        return _train_and_finish(run_dir, model, None, config, splits, progress, log)
+        return _train_and_finish(run_dir, model, None, config, splits, progress, log, on_epoch, test)
 
 
 def _check_new_run_dir(run_dir: Path) -> None:
@@ -268,7 +278,8 @@ def _normalization(config: dict, splits) -> dict:
     return {"mean": splits.mean, "std": splits.std, "scale": 255.0 if config["dataset"] != "digits" else 16.0}
 
 
-def _train_and_finish(run_dir: Path, model, state, config: dict, splits, progress: bool, log) -> RunOutcome:
+def _train_and_finish(run_dir: Path, model, state, config: dict, splits, progress: bool, log, on_epoch=None,
+                      test: bool = True) -> RunOutcome:
     """Train ``model`` to ``config["epochs"]`` with a checkpoint after every epoch, then ``finish_run``."""
     config["backend"] = model.K.name
     normalization = _normalization(config, splits)
@@ -280,6 +291,8 @@ def _train_and_finish(run_dir: Path, model, state, config: dict, splits, progres
         log(f"Trainable params: {trainable:,} ({len(model.frozen)} frozen layers)")
 
     def on_epoch_end(trainer):
+        if on_epoch is not None and on_epoch(trainer):
+            trainer.state.stopped_early = True  # in the checkpoint too: resuming it trains no further
         save_checkpoint(run_dir / CHECKPOINT_FILE, model, trainer.state, config)
 
     def on_best(trainer):
@@ -303,12 +316,16 @@ def _train_and_finish(run_dir: Path, model, state, config: dict, splits, progres
     if trainer.state.interrupted:
         save_checkpoint(run_dir / CHECKPOINT_FILE, model, trainer.state, config)
         return RunOutcome(run_dir, "interrupted", trainer.state)
-    metrics = finish_run(run_dir, model, splits, trainer.state, config, log)
+    metrics = finish_run(run_dir, model, splits, trainer.state, config, log, test=test)
     return RunOutcome(run_dir, "finished", trainer.state, metrics)
 
 
-def finish_run(run_dir, model, splits, state: TrainState, config: dict, log=print) -> dict:
+def finish_run(run_dir, model, splits, state: TrainState, config: dict, log=print, test: bool = True) -> dict:
     """Write a trained run's ``model.npz``, then its test-set reports (``scratchcnn.apps.report``).
+
+    With ``test=False`` the test set is not touched: ``metrics.json`` holds the
+    run's facts and the last epoch's validation figures only
+    (``report.write_training_report``); ``score_test`` adds the test reports later.
 
     Returns the metrics dict written to ``metrics.json``.
     """
@@ -323,6 +340,13 @@ def finish_run(run_dir, model, splits, state: TrainState, config: dict, log=prin
             "test_images": len(splits.y_test), "train_seconds": state.train_seconds,
             "train_images_per_second": per_second, "compile_seconds": state.compile_seconds, "config": config, "parameters": model.num_params(),
             "machine": machine()}
+    if state.history["epoch"]:  # the last epoch's; a trial of scratchcnn.tune is ranked on them
+        info["val_accuracy"], info["val_loss"] = state.history["val_accuracy"][-1], state.history["val_loss"][-1]
+    if not test:
+        metrics = write_training_report(run_dir, state.history, info)
+        log(f"validation accuracy {metrics.get('val_accuracy', math.nan):.4f} after {state.epoch} epochs "
+            f"({state.train_seconds:.1f} s of training; test set not scored); wrote {run_dir}")
+        return metrics
     metrics = write_test_report(run_dir, model, splits, state.history, info, log=log,
                                 tta_flip=config.get("tta_flip", False))
     # Compiling (a first run's warm-up) is reported apart: it is not training time.
@@ -330,6 +354,34 @@ def finish_run(run_dir, model, splits, state: TrainState, config: dict, log=prin
     log(f"test accuracy {metrics['test_accuracy']:.4f}  test loss {metrics['test_loss']:.4f}  "
         f"({state.train_seconds:.1f} s of training, {per_second or 0:.0f} images/s{compiling}); wrote {run_dir}")
     return metrics
+
+
+def score_test(run_dir, backend=None, progress: bool = False, log=print) -> dict:
+    """Score a run finished with ``test=False`` on the test set: ``finish_run`` again, with ``test=True``.
+
+    The model is the checkpoint's, which holds the weights of ``model.npz`` (the
+    checkpoint is written after the last epoch, early stopping's restore included).
+    Returns the metrics dict written to ``metrics.json``.
+
+    Raises
+    ------
+    ConfigError
+        If the folder holds no checkpoint.
+    FolderBusy
+        If another process holds the folder.
+    ModelFileError, DataError
+        As ``resume_run``.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / CHECKPOINT_FILE).exists():
+        raise ConfigError(f"{run_dir}: no {CHECKPOINT_FILE} in that folder")
+    with RunFolder(run_dir, create=False):
+        model, state, config = load_checkpoint(run_dir / CHECKPOINT_FILE, backend=backend)
+        for key in LATER_OPTIONS:
+            config.setdefault(key, None)
+        config = {**OPTION_DEFAULTS, **config}
+        model.loss.label_smoothing = float(config["label_smoothing"])
+        return finish_run(run_dir, model, _load_data(config, progress), state, config, log)
 
 
 def machine() -> dict:

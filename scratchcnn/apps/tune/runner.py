@@ -8,7 +8,7 @@ from pathlib import Path
 from scratchcnn.files.runfolder import output_error
 
 from . import results
-from .space import grid_space, parse_space
+from .space import check_compatible, grid_space, parse_space
 from .study import check_fixed, default_storage, make_pruner, open_storage, open_study, shown_url
 from .workers import Spec, run_trials, run_workers
 
@@ -44,6 +44,7 @@ def prepare_study(spec: Spec, storage_given: bool):
     study = open_study(spec.study, storage, None, make_pruner(spec.pruner, spec.fixed["epochs"],
                                                                 spec.pruner_startup))
     check_fixed(study, spec.fixed)
+    check_compatible(space, study.get_trials(deepcopy=False))
     return study
 
 

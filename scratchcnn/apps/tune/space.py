@@ -24,7 +24,7 @@ from scratchcnn.errors import ConfigError
 from scratchcnn.nn.presets import PRESETS
 
 __all__ = ["Param", "SEARCHABLE", "DEFAULT_SPACE", "parse_param", "parse_space", "load_space_file",
-           "default_space", "suggest", "grid_space"]
+           "default_space", "suggest", "grid_space", "distribution", "check_compatible"]
 
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
@@ -217,6 +217,48 @@ def suggest(trial, space: dict[str, Param]) -> dict:
         else:
             values[name] = trial.suggest_float(name, p.low, p.high, log=p.log)
     return values
+
+
+def distribution(param: Param):
+    """The Optuna distribution ``suggest`` draws ``param`` from."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if param.choices:
+        return CategoricalDistribution(list(param.choices))
+    if param.kind == "int":
+        return IntDistribution(param.low, param.high, log=param.log)
+    return FloatDistribution(param.low, param.high, log=param.log)
+
+
+def check_compatible(space: dict[str, Param], trials) -> None:
+    """Refuse a parameter that earlier ``trials`` of the study drew otherwise than Optuna can continue:
+    a range where they had a list (or the reverse), or other list values.
+
+    Raises
+    ------
+    ConfigError
+        Naming the parameter, its new and its old spelling.
+    """
+    from optuna.distributions import check_distribution_compatibility
+
+    seen = {}
+    for trial in trials:
+        for name, dist in trial.distributions.items():
+            seen.setdefault(name, dist)
+    for name, param in space.items():
+        if name in seen:
+            try:
+                check_distribution_compatibility(seen[name], distribution(param))
+            except ValueError:
+                raise ConfigError(f"--search {param.text()}: the study's earlier trials searched {name} as "
+                                  f"{_spelling(name, seen[name])}; Optuna can narrow or widen a range, not "
+                                  "turn it into a list or change a list (choose another --study)") from None
+
+
+def _spelling(name: str, dist) -> str:
+    if hasattr(dist, "choices"):
+        return f"{name}=" + ",".join(str(c) for c in dist.choices)
+    return f"{name}={dist.low!r}:{dist.high!r}" + (":log" if dist.log else "")
 
 
 def grid_space(space: dict[str, Param]) -> dict[str, list]:

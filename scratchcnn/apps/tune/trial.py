@@ -11,6 +11,7 @@ accuracy only.
 from __future__ import annotations
 
 import math
+import os
 import socket
 import time
 from pathlib import Path
@@ -62,7 +63,7 @@ def model_accuracy(state) -> float:
 def objective(trial, fixed: dict, space: dict, study_dir, backend=None, say=print) -> float:
     """Optuna's objective: train the trial's run, return its validation accuracy.
 
-    The trial's user attributes record its folder, host, epochs run, seconds and
+    The trial's user attributes record its folder, host, process id, epochs run, seconds and
     whether it was pruned (``scratchcnn.apps.tune.results`` reads them).
 
     Raises
@@ -81,6 +82,7 @@ def objective(trial, fixed: dict, space: dict, study_dir, backend=None, say=prin
     run_dir = trial_dir(study_dir, trial.number)
     trial.set_user_attr("run_dir", str(run_dir.resolve()))
     trial.set_user_attr("host", socket.gethostname())
+    trial.set_user_attr("pid", os.getpid())
     pruned = []
 
     def on_epoch(trainer) -> bool:

@@ -121,6 +121,10 @@ def _main(argv) -> int:
     args = build_parser().parse_args(argv)
     if args.backend:
         kernels.get(args.backend)  # an unusable backend fails before anything starts
+    try:
+        import optuna  # noqa: F401  (the study's library, an optional extra)
+    except ImportError:
+        raise ConfigError("python -m scratchcnn.tune needs Optuna: pip install 'scratchcnn[tune]'") from None
     spec = spec_from_args(args, argv)
     return run_study(spec, args.trials, args.timeout, args.workers, storage_given=bool(args.storage))
 

@@ -98,9 +98,10 @@ def open_storage(url: str):
         raise ConfigError(f"--storage {shown}: unknown database kind {parsed.drivername!r}; expected "
                           "sqlite, postgresql or mysql") from None
     except ImportError as exc:
-        driver = {"postgresql": "psycopg2-binary", "mysql": "PyMySQL"}.get(backend, exc.name or "its driver")
+        # SQLAlchemy 2.1 reaches postgresql:// through psycopg (version 3); Optuna hides which module is missing.
+        driver = {"postgresql": "'psycopg[binary]'", "mysql": "PyMySQL"}.get(backend, "its driver")
         raise ConfigError(f"--storage {shown}: the database driver is not installed "
-                          f"({_first_line(exc)}); pip install {driver}") from None
+                          f"({_first_line(exc.__cause__ or exc)}); pip install {driver}") from None
     except (sqlalchemy.exc.SQLAlchemyError, RuntimeError, ValueError, OSError) as exc:
         raise ConfigError(f"--storage {shown}: cannot open the study database: {_first_line(exc)}") from None
 

@@ -38,6 +38,7 @@ def _load(study_dir: Path, name: str | None):
 def summary(study) -> str:
     fixed = study.user_attrs["fixed"]
     trials = study.get_trials(deepcopy=False)
+    best = study.best_trial
     states = {s: [t for t in trials if t.state.name == s] for s in ("COMPLETE", "PRUNED", "FAIL")}
     epochs = fixed["epochs"]
     ran = sum(t.user_attrs.get("epochs", 0) for t in trials)
@@ -45,11 +46,11 @@ def summary(study) -> str:
                  if t.user_attrs.get("epochs")]
     cut = sum(epochs - t.user_attrs.get("epochs", epochs) for t in states["PRUNED"])
     seconds = sum(t.user_attrs.get("seconds", 0.0) for t in trials)
-    best = study.best_trial
     record_file = Path(best.user_attrs["run_dir"]).parent / "best.json"
     record = json.loads(record_file.read_text()) if record_file.is_file() else {}
     lines = [f"study {study.study_name!r}, summarised {time.strftime('%Y-%m-%d %H:%M')}",
-             f"fixed: {json.dumps({k: v for k, v in fixed.items() if v not in (None, False)})}",
+             "fixed: " + json.dumps({k: v for k, v in fixed.items()
+                                     if v is not None and v is not False and k not in best.params}),
              "",
              "| trials | complete | pruned | failed | epochs trained | without pruning | trial seconds "
              "| seconds saved by pruning (estimate) |",
@@ -60,7 +61,7 @@ def summary(study) -> str:
              if per_epoch else "| no finished trial |",
              "",
              f"best: trial {best.number}, validation accuracy {best.value:.4f}, "
-             f"test accuracy {record.get('test_accuracy', float('nan')):.4f} (on the study's training subset)",
+             f"test accuracy {record.get('test_accuracy', float('nan')):.4f} (its model, trained on the study's subset)",
              f"params: {json.dumps(best.params)}"]
     return "\n".join(lines)
 

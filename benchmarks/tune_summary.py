@@ -57,11 +57,11 @@ def summary(study) -> str:
              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
              f"| {len(trials)} | {len(states['COMPLETE'])} | {len(states['PRUNED'])} | {len(states['FAIL'])} "
              f"| {ran} | {ran + cut} | {seconds:.0f} "
-             f"| {cut * statistics.median(per_epoch):.0f} ({cut} epochs x median {statistics.median(per_epoch):.1f} s) |"
-             if per_epoch else "| no finished trial |",
+             f"| {cut * statistics.median(per_epoch):.0f} ({cut} epochs x median "
+             f"{statistics.median(per_epoch):.1f} s) |" if per_epoch else "| no finished trial |",
              "",
              f"best: trial {best.number}, validation accuracy {best.value:.4f}, "
-             f"test accuracy {record.get('test_accuracy', float('nan')):.4f} (its model, trained on the study's subset)",
+             f"test accuracy {record.get('test_accuracy', float('nan')):.4f} (its model, trained on the subset)",
              f"params: {json.dumps(best.params)}"]
     return "\n".join(lines)
 

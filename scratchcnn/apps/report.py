@@ -11,7 +11,8 @@ from scratchcnn.apps import metrics, plots
 from scratchcnn.files.fileio import atomic_write, atomic_write_text, write_json
 from scratchcnn.engine.training import HISTORY_KEYS, flip_averaged_probabilities, loss_and_accuracy, predict_logits
 
-__all__ = ["write_history_csv", "write_test_report", "write_training_report", "display_images", "SAMPLE_COUNT", "METRICS_FILE"]
+__all__ = ["write_history_csv", "write_test_report", "write_training_report", "display_images", "SAMPLE_COUNT",
+           "METRICS_FILE"]
 
 SAMPLE_COUNT = 40  # images in samples.png
 METRICS_FILE = "metrics.json"  # written last: its presence means every report is there

@@ -107,6 +107,9 @@ def write_plots(study, study_dir, log=print) -> list[Path]:
     draw yet (too few finished trials, one parameter value) is skipped with one line. Returns the files."""
     import optuna.visualization.matplotlib as ovm
 
+    if not any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)):
+        log("plots: not drawn (no finished trial yet)")
+        return []
     written = []
     for name, function in PLOT_FILES.items():
         try:

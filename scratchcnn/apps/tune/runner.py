@@ -31,7 +31,7 @@ def prepare_study(spec: Spec, storage_given: bool):
     """
     import optuna
 
-    optuna.logging.set_verbosity(logging.WARNING)  # not its line per study and trial: ours say more
+    optuna.logging.set_verbosity(logging.ERROR)  # not its lines per study, trial and plot: ours say more
     space = parse_space(spec.space)
     if spec.sampler == "grid":
         grid_space(space)

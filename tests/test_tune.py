@@ -23,6 +23,7 @@ import pytest
 
 from scratchcnn import evaluate, train
 from scratchcnn.apps.tune.space import parse_param
+from scratchcnn.apps.tune.workers import thread_counts
 from scratchcnn.tune import main
 
 # 400 digits images (360 after the validation split), 2 epochs: a trial is a few seconds. With Adam at
@@ -52,6 +53,8 @@ def test_two_worker_processes_share_one_sqlite_study(study_dir):
     assert [t.state.name for t in first] == ["COMPLETE", "COMPLETE"]
     pids = {t.user_attrs["pid"] for t in first}
     assert len(pids) == 2 and os.getpid() not in pids  # two processes, neither of them this one
+    cores = len(os.sched_getaffinity(0))
+    assert sorted(t.user_attrs["threads"] for t in first) == sorted(thread_counts(2, cores))
     for t in first:
         run = Path(t.user_attrs["run_dir"])
         assert run.parent == folder.resolve() and (run / "model.npz").is_file()
@@ -141,6 +144,12 @@ def test_option_both_fixed_and_searched_and_grid_over_a_range_give_one_line(tmp_
     assert len(lines) == 2 and "--lr is given as a fixed option and also searched" in lines[0]
     assert "--sampler grid needs a list of values" in lines[1]
     assert not folder.exists()
+
+
+def test_cores_are_divided_between_workers():
+    assert thread_counts(2, 2) == [1, 1]
+    assert thread_counts(3, 8) == [3, 3, 2]
+    assert thread_counts(4, 2) == [1, 1, 1, 1]  # more workers than cores: one thread each
 
 
 def test_search_file_reads_like_the_flags(tmp_path):

@@ -85,7 +85,7 @@ def write_trials_csv(path, rows: list[dict]) -> None:
 
 def train_command(config: dict, out=None) -> str:
     """The ``python -m scratchcnn.train`` command line that trains a run with ``config`` (the run options);
-    options at their default are left out, ``--epochs`` always given."""
+    options at their default are left out, ``--dataset`` and ``--epochs`` always given."""
     from scratchcnn import train
 
     actions = {a.dest: a for a in train.build_parser()._actions if a.option_strings}
@@ -95,7 +95,7 @@ def train_command(config: dict, out=None) -> str:
         if action.nargs == 0:  # a flag such as --augment
             if value:
                 words.append(action.option_strings[0])
-        elif value is not None and (key == "epochs" or value != action.default):
+        elif value is not None and (key in ("dataset", "epochs") or value != action.default):
             words += [action.option_strings[0], shlex.quote(repr(value) if isinstance(value, float) else str(value))]
     if out:
         words += ["--out", shlex.quote(str(out))]

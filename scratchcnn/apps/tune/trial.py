@@ -16,6 +16,8 @@ import socket
 import time
 from pathlib import Path
 
+import numba
+
 from scratchcnn.apps.run import start_run
 from scratchcnn.errors import TrainingDiverged
 
@@ -63,7 +65,7 @@ def model_accuracy(state) -> float:
 def objective(trial, fixed: dict, space: dict, study_dir, backend=None, say=print) -> float:
     """Optuna's objective: train the trial's run, return its validation accuracy.
 
-    The trial's user attributes record its folder, host, process id, epochs run, seconds and
+    The trial's user attributes record its folder, host, process id, kernel threads, epochs run, seconds and
     whether it was pruned (``scratchcnn.apps.tune.results`` reads them).
 
     Raises
@@ -83,6 +85,7 @@ def objective(trial, fixed: dict, space: dict, study_dir, backend=None, say=prin
     trial.set_user_attr("run_dir", str(run_dir.resolve()))
     trial.set_user_attr("host", socket.gethostname())
     trial.set_user_attr("pid", os.getpid())
+    trial.set_user_attr("threads", numba.get_num_threads())  # the cpu kernels' share of the cores
     pruned = []
 
     def on_epoch(trainer) -> bool:

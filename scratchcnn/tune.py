@@ -55,7 +55,7 @@ def build_parser() -> cli.ArgumentParser:
                         "lr_schedule, weight_decay, label_smoothing and augment, less those given as options")
     g.add_argument("--search-file", metavar="FILE.json",
                    help='the search space as JSON: {"lr": "1e-4:1e-2:log", "batch_size": [32, 64, 128]}')
-    g.add_argument("--trials", type=_non_negative_int, default=20,
+    g.add_argument("--trials", type=_non_negative_int, default=20, metavar="N",
                    help="trials this command runs, added to the study's (default: 20; 0: only report)")
     g.add_argument("--timeout", type=cli.positive_float, metavar="SECONDS",
                    help="start no new trial after this many seconds")

@@ -24,6 +24,7 @@ import pytest
 from scratchcnn import evaluate, train
 from scratchcnn.apps.tune.space import parse_param
 from scratchcnn.apps.tune.workers import thread_counts
+from scratchcnn.errors import TrainingDiverged
 from scratchcnn.tune import main
 
 # 400 digits images (360 after the validation split), 2 epochs: a trial is a few seconds. With Adam at
@@ -144,6 +145,26 @@ def test_option_both_fixed_and_searched_and_grid_over_a_range_give_one_line(tmp_
     assert len(lines) == 2 and "--lr is given as a fixed option and also searched" in lines[0]
     assert "--sampler grid needs a list of values" in lines[1]
     assert not folder.exists()
+
+
+def test_a_diverged_trial_is_marked_failed_and_the_study_goes_on(tmp_path, monkeypatch):
+    from scratchcnn import tune
+    from scratchcnn.apps.tune import trial as trial_module
+    from scratchcnn.apps.tune.workers import run_trials
+
+    argv = BASE + SEARCH + ["--study-dir", str(tmp_path)]
+    spec = tune.spec_from_args(tune.build_parser().parse_args(argv), argv)
+
+    def diverge(config, run_dir, on_epoch, backend=None, log=print):
+        raise TrainingDiverged("loss is nan at epoch 1, batch 3; stopped (try a lower --lr)")
+
+    monkeypatch.setattr(trial_module, "train_trial", diverge)
+    said = []
+    run_trials(spec, 2, None, say=said.append)
+    trials = _study(tmp_path).trials
+    assert [t.state.name for t in trials] == ["FAIL", "FAIL"]
+    assert all("loss is nan" in t.user_attrs["error"] for t in trials)
+    assert "trial 1: failed: loss is nan" in said[-1]
 
 
 def test_cores_are_divided_between_workers():

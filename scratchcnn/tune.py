@@ -18,6 +18,7 @@ import sys
 import kernels
 from scratchcnn import train
 from scratchcnn.apps import cli
+from scratchcnn.apps.config import RunConfig, add_arguments
 from scratchcnn.apps.tune import Spec, run_study
 from scratchcnn.apps.tune.space import SEARCHABLE, default_space, load_space_file, parse_space
 from scratchcnn.apps.tune.study import PRUNERS, SAMPLERS, default_storage
@@ -26,8 +27,6 @@ from scratchcnn.errors import ConfigError
 __all__ = ["main", "build_parser", "spec_from_args"]
 
 PROG = "python -m scratchcnn.tune"
-# scratchcnn.train's options that a study does not take over: it writes its own folders and shows no bars.
-_NOT_FIXED = ("help", "resume", "out", "no_progress")
 
 
 def _non_negative_int(text: str) -> int:
@@ -45,9 +44,7 @@ def build_parser() -> cli.ArgumentParser:
     p = cli.ArgumentParser(prog=PROG, description="Search training options with Optuna: each trial is a "
                            "run folder of scratchcnn.train, ranked on validation accuracy; the best one is "
                            "scored on the test set. Every scratchcnn.train option is fixed for all trials.")
-    for action in train.build_parser()._actions:  # the main job's options, same names, types and help
-        if action.dest not in _NOT_FIXED:
-            p._add_action(action)
+    add_arguments(p)  # the main job's options (RunConfig's fields), same names, types and help
     g = p.add_argument_group("search")
     g.add_argument("--search", action="append", default=[], metavar="NAME=LOW:HIGH[:log]|NAME=V1,V2,...",
                    help="a searched option (repeatable): e.g. lr=1e-4:1e-2:log, batch_size=32,64,128, "
@@ -93,8 +90,9 @@ def spec_from_args(args, argv) -> Spec:
         For a run option ``scratchcnn.train`` would refuse, no validation set, a
         malformed search space, or an option both fixed and searched.
     """
-    fixed = train.config_from_args(args)
-    if fixed["val_fraction"] == 0:
+    config = train.config_from_args(args)
+    fixed = config.to_dict()
+    if config.val_fraction == 0:
         raise ConfigError("--val-fraction 0: a study ranks trials on validation accuracy, so it needs a "
                           "validation set")
     given = _given_options(argv)
@@ -109,6 +107,12 @@ def spec_from_args(args, argv) -> Spec:
     if not space:
         raise ConfigError("nothing to search: every default parameter is fixed on the command line; "
                           "give --search NAME=...")
+    for param in space.values():  # a searched value the run would refuse with the fixed options, now
+        for value in (param.choices or (param.low, param.high)):
+            try:
+                RunConfig.from_values({**fixed, param.name: value})
+            except ConfigError as exc:
+                raise ConfigError(f"--search {param.text()}: with {param.name}={value!r}: {exc}") from None
     name = args.study or f"{args.dataset}-{args.model}"
     study_dir = args.study_dir or f"studies/{name}"
     return Spec(study=name, storage=args.storage or default_storage(study_dir), study_dir=study_dir, fixed=fixed,

@@ -102,7 +102,7 @@ def test_best_command_line_reproduces_the_trial_options(study_dir):
     record = json.loads((folder / "best.json").read_text())
     words = shlex.split(record["command"])
     assert words[:3] == ["python", "-m", "scratchcnn.train"]
-    config = train.config_from_args(train.build_parser().parse_args(words[3:]))
+    config = train.config_from_args(train.build_parser().parse_args(words[3:])).to_dict()
     stored = json.loads((Path(record["run_dir"]) / "metrics.json").read_text())["config"]
     assert {k: config[k] for k in config if k != "data_dir"} == {k: stored[k] for k in config if k != "data_dir"}
 
@@ -144,6 +144,14 @@ def test_option_both_fixed_and_searched_and_grid_over_a_range_give_one_line(tmp_
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 2 and "--lr is given as a fixed option and also searched" in lines[0]
     assert "--sampler grid needs a list of values" in lines[1]
+    assert not folder.exists()
+
+
+def test_searched_value_the_run_refuses_gives_one_line(tmp_path, capsys):
+    folder = tmp_path / "study"
+    assert main(BASE + ["--search", "momentum=0.8,0.9", "--study-dir", str(folder)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--momentum applies to --optimizer sgd only" in err, err
     assert not folder.exists()
 
 

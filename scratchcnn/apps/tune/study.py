@@ -21,8 +21,8 @@ __all__ = ["SAMPLERS", "PRUNERS", "STUDY_DB", "default_storage", "shown_url", "o
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "hyperband", "none")
 STUDY_DB = "study.db"  # the default SQLite file in the study folder
-# Run options that may differ between the machines of one study (paths on each machine).
-MACHINE_OPTIONS = ("data_dir",)
+# Run options that may differ between the machines of one study (paths and kernels of each machine).
+MACHINE_OPTIONS = ("data_dir", "backend")
 # A trial whose process died stops beating; after GRACE_SECONDS other workers mark it failed and
 # run its parameters again once (Optuna's heartbeat; the interval costs one small write per trial).
 HEARTBEAT_SECONDS, GRACE_SECONDS = 30, 120

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numba
 
+from scratchcnn.apps.config import RunConfig
 from scratchcnn.apps.run import start_run
 from scratchcnn.errors import TrainingDiverged
 
@@ -33,8 +34,8 @@ def trial_dir(study_dir, number: int) -> Path:
     return Path(study_dir) / f"trial-{number:04d}"
 
 
-def train_trial(config: dict, run_dir: Path, on_epoch, backend=None, log=print):
-    """Train one run as the main job does, calling ``on_epoch(trainer) -> stop?`` after each epoch.
+def train_trial(config: RunConfig, run_dir: Path, on_epoch, backend=None, log=print):
+    """Train one run as the main job does, calling ``on_epoch(epoch, row) -> stop?`` after each epoch.
 
     The adapter between the study and the run code; returns ``start_run``'s
     ``RunOutcome`` (the test set left unscored).
@@ -80,7 +81,7 @@ def objective(trial, fixed: dict, space: dict, study_dir, backend=None, say=prin
     import optuna
 
     params = suggest(trial, space)
-    config = {**fixed, **params}
+    config = RunConfig.from_values({**fixed, **params})
     run_dir = trial_dir(study_dir, trial.number)
     trial.set_user_attr("run_dir", str(run_dir.resolve()))
     trial.set_user_attr("host", socket.gethostname())
@@ -88,11 +89,10 @@ def objective(trial, fixed: dict, space: dict, study_dir, backend=None, say=prin
     trial.set_user_attr("threads", numba.get_num_threads())  # the cpu kernels' share of the cores
     pruned = []
 
-    def on_epoch(trainer) -> bool:
-        state = trainer.state
-        trial.report(state.history["val_accuracy"][-1], state.epoch)
-        if state.epoch < config["epochs"] and trial.should_prune():
-            pruned.append(state.epoch)
+    def on_epoch(epoch: int, row: dict) -> bool:
+        trial.report(row["val_accuracy"], epoch)
+        if epoch < config.epochs and trial.should_prune():
+            pruned.append(epoch)
             return True
         return False
 

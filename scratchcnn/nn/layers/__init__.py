@@ -11,6 +11,10 @@ layer              forward                                     file
 ``Dropout``        inverted dropout                            ``dropout.py``
 ``BatchNorm2D/1D`` batch normalisation                         ``batchnorm.py``
 =================  ==========================================  =====================
+
+Each layer answers the hooks of ``Layer`` (``base.HOOKS``: ONNX nodes, folding,
+unit explanation, elementwise) and registers itself by being defined; adding one
+is its own file, an import here, its tests (DEVELOPING.md, "Adding a layer").
 """
 from scratchcnn.nn.layers.base import Layer
 from scratchcnn.nn.layers.batchnorm import BatchNorm1D, BatchNorm2D
@@ -24,6 +28,6 @@ from scratchcnn.nn.layers.relu import ReLU
 __all__ = ["Layer", "Conv2D", "ReLU", "MaxPool2D", "Flatten", "Dense", "Dropout",
            "BatchNorm2D", "BatchNorm1D", "LAYER_CLASSES"]
 
-# The only classes a saved model may name: loading never looks a class up by arbitrary name.
-LAYER_CLASSES = {cls.__name__: cls for cls in
-                 (Conv2D, ReLU, MaxPool2D, Flatten, Dense, Dropout, BatchNorm2D, BatchNorm1D)}
+# The classes a saved model may name (loading never looks a class up by arbitrary name): every
+# Layer subclass registers itself when defined (Layer.__init_subclass__); this is that registry.
+LAYER_CLASSES = Layer.registry

@@ -15,6 +15,7 @@ Examples
 from __future__ import annotations
 
 import json
+import os
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -94,7 +95,24 @@ def run_history(run_dir, log=print) -> dict | None:
         return None
 
 
-def evaluate_saved_model(target, out=None, data_dir=None, backend=None, progress=True, log=print) -> dict:
+# What an evaluation writes; found in its --out without an evaluation's metrics.json, they are someone else's.
+REPORT_FILES = ("confusion_matrix.png", "curves.png", "history.csv", "metrics.json", "samples.png")
+
+
+def _foreign_files(out: Path) -> list[str]:
+    """The files of ``out`` that an evaluation would overwrite and that no earlier evaluation wrote
+    (an evaluation's ``metrics.json`` names its ``model_file``; a training run's does not)."""
+    try:
+        metrics = json.loads((out / "metrics.json").read_text())
+        if isinstance(metrics, dict) and "model_file" in metrics:
+            return []
+    except (OSError, ValueError):
+        pass
+    return [name for name in REPORT_FILES if os.path.lexists(out / name)]
+
+
+def evaluate_saved_model(target, out=None, data_dir=None, backend=None, progress=True, log=print,
+                         force: bool = False) -> dict:
     """Evaluate a run folder's ``model.npz`` (or a model file) on its test set and write the reports.
 
     Parameters
@@ -102,6 +120,8 @@ def evaluate_saved_model(target, out=None, data_dir=None, backend=None, progress
     target : path of a run folder or of a model ``.npz``
     out : path, optional; default ``<run folder>/evaluation``
     data_dir, backend, progress : as for ``scratchcnn.train``
+    force : bool, write into ``out`` even if it holds files of the reports' names that no
+        evaluation wrote
 
     Returns
     -------
@@ -110,7 +130,8 @@ def evaluate_saved_model(target, out=None, data_dir=None, backend=None, progress
     Raises
     ------
     ConfigError
-        If ``out`` is a training run's folder (its reports would be overwritten).
+        If ``out`` is a training run's folder (its reports would be overwritten), or
+        (without ``force``) holds other files of the reports' names.
     FolderBusy
         If a training run holds the run folder, or another evaluation ``out``.
     OutputError
@@ -124,6 +145,9 @@ def evaluate_saved_model(target, out=None, data_dir=None, backend=None, progress
     if (out / CHECKPOINT_FILE).exists() or (out / MODEL_FILE).exists():
         raise ConfigError(f"--out {out}: the folder holds a training run, whose reports evaluate would "
                           "overwrite; choose another --out")
+    if not force and (found := _foreign_files(out)):
+        raise ConfigError(f"--out {out}: the folder already holds {', '.join(found)}, which this evaluation "
+                          "would overwrite; choose another --out (or pass --force)")
     with ExitStack() as held:
         if (run_dir / CHECKPOINT_FILE).exists():  # a training run's folder: not while it trains
             held.enter_context(RunFolder(run_dir, create=False, read_only_ok=True))
@@ -154,18 +178,22 @@ def _evaluate(path, run_dir, out, data_dir, backend, progress, log) -> dict:
 
 def build_parser() -> cli.ArgumentParser:
     p = cli.ArgumentParser(prog=PROG, description="Re-compute the test metrics and plots of a saved model.")
-    p.add_argument("run", metavar="RUN_DIR|MODEL.npz", help=f"a run folder (uses its {MODEL_FILE}) or a model file")
-    p.add_argument("--out", help="folder for the reports (default: RUN_DIR/evaluation)")
-    p.add_argument("--data-dir", help="folder holding the data set's files (searched first)")
+    p.add_argument("run", type=cli.path, metavar="RUN_DIR|MODEL.npz",
+                   help=f"a run folder (uses its {MODEL_FILE}) or a model file")
+    p.add_argument("--out", type=cli.path, help="folder for the reports (default: RUN_DIR/evaluation)")
+    p.add_argument("--data-dir", type=cli.path, help="folder holding the data set's files (searched first)")
     p.add_argument("--backend", choices=sorted(kernels.BACKENDS),
                    help="kernel backend (default: $SCRATCHCNN_BACKEND, else the fastest available)")
     p.add_argument("--no-progress", action="store_true", help="no download progress bars")
+    p.add_argument("--force", action="store_true",
+                   help="write into --out even if it holds files of the reports' names that no evaluation wrote")
     return p
 
 
 def _main(argv) -> int:
     args = build_parser().parse_args(argv)
-    evaluate_saved_model(args.run, args.out, args.data_dir, args.backend, progress=not args.no_progress)
+    evaluate_saved_model(args.run, args.out, args.data_dir, args.backend, progress=not args.no_progress,
+                         force=args.force)
     return 0
 
 

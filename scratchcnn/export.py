@@ -32,6 +32,8 @@ Examples
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
 from pathlib import Path
 
@@ -40,9 +42,9 @@ import numpy as np
 from scratchcnn.apps import cli
 from scratchcnn.errors import ConfigError
 from scratchcnn.files.fileio import atomic_write
-from scratchcnn.files.loading import load_saved_model
+from scratchcnn.files.loading import load_saved_model, resolve_model_file
 
-__all__ = ["OPSET", "to_onnx", "export_model", "main"]
+__all__ = ["OPSET", "to_onnx", "export_model", "check_target", "main"]
 
 PROG = "python -m scratchcnn.export"
 # Opset 17 (ONNX 1.12, 2022): every operator used here has had its current form since opset 15
@@ -135,33 +137,70 @@ def to_onnx(model, class_names=None, normalization=None, softmax: bool = False, 
     return onnx_model
 
 
-def export_model(source, target, softmax: bool = False) -> Path:
+def check_target(target, model_path, force: bool = False) -> None:
+    """Refuse to write the ONNX file over something that is not the user's to lose.
+
+    Raises
+    ------
+    ConfigError
+        If ``target`` is the model file being exported (even with ``force``), exists and is
+        not a regular file (a device such as ``/dev/full``, a FIFO, a folder: even with
+        ``force``, since the atomic rename would replace it by a regular file), or exists
+        and ``force`` is not given.
+    """
+    target = Path(target)
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ConfigError(f"{target}: cannot check the output path: {exc.strerror or exc}") from None
+    if os.path.samefile(target, model_path):
+        raise ConfigError(f"{target} is the model being exported; choose another output file")
+    if not stat.S_ISREG(mode):
+        kind = next((kind for test, kind in _KINDS.items() if test(mode)), "not a regular file")
+        raise ConfigError(f"{target} exists and is {kind}, not a regular file; refusing to replace it")
+    if not force:
+        raise ConfigError(f"{target} already exists; pass --force to replace it")
+
+
+_KINDS = {stat.S_ISDIR: "a folder", stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device",
+          stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket"}
+
+
+def export_model(source, target, softmax: bool = False, force: bool = False) -> Path:
     """Export a run folder's ``model.npz`` (or a model file) to the ONNX file ``target``, atomically.
 
     Raises
     ------
     ConfigError, ModelFileError
-        For a missing or unreadable model, or a layer without ONNX counterpart.
+        For a missing or unreadable model, a layer without ONNX counterpart, or a
+        ``target`` that ``check_target`` refuses (``force``: replace an existing regular file).
     """
-    model, meta, _ = load_saved_model(source, backend="numpy")
+    check_target(target, resolve_model_file(source), force)
+    model, meta, path = load_saved_model(source, backend="numpy")
     onnx_model = to_onnx(model, meta["class_names"], meta["normalization"], softmax=softmax,
                          graph_name=f"scratchcnn-{meta.get('dataset', 'model')}")
     data = onnx_model.SerializeToString()
+    check_target(target, path, force)  # again: the path may have changed while the model was converted
     return atomic_write(target, lambda f: f.write(data))
 
 
 def build_parser() -> cli.ArgumentParser:
     p = cli.ArgumentParser(prog=PROG, description=f"Write a trained model as an ONNX file (opset {OPSET}), "
                            "checked by onnx.checker.")
-    p.add_argument("run", metavar="RUN_DIR|MODEL.npz", help="a run folder (uses its model.npz) or a model file")
-    p.add_argument("output", metavar="OUT.onnx", help="the ONNX file to write")
+    p.add_argument("run", type=cli.path, metavar="RUN_DIR|MODEL.npz",
+                   help="a run folder (uses its model.npz) or a model file")
+    p.add_argument("output", type=cli.path, metavar="OUT.onnx", help="the ONNX file to write")
     p.add_argument("--softmax", action="store_true", help="also output class probabilities (Softmax)")
+    p.add_argument("--force", action="store_true", help="replace OUT.onnx if it exists (never the model itself, "
+                                                        "nor anything but a regular file)")
     return p
 
 
 def _main(argv) -> int:
     args = build_parser().parse_args(argv)
-    target = export_model(args.run, args.output, softmax=args.softmax)
+    target = export_model(args.run, args.output, softmax=args.softmax, force=args.force)
     print(f"wrote {target} (ONNX opset {OPSET}; input '{INPUT}', output '{LOGITS}'"
           f"{', ' + repr(PROBABILITIES) if args.softmax else ''})")
     return 0

@@ -23,8 +23,8 @@ import numpy as np
 
 import kernels
 from scratchcnn.apps import cli
-from scratchcnn.errors import ConfigError, DataError
-from scratchcnn.data.images import load_image, preprocess_image
+from scratchcnn.errors import ConfigError, DataError, ModelFileError
+from scratchcnn.data.images import read_image, preprocess_image
 from scratchcnn.engine.inference import probabilities
 from scratchcnn.files.loading import load_saved_model
 from scratchcnn.files.serialization import MODEL_FILE
@@ -63,15 +63,20 @@ def predict_image(model, meta: dict, path, top_k: int = 3) -> Prediction:
         1- nor 3-channel images.
     DataError
         If the image cannot be read.
+    ModelFileError
+        If the model's outputs are not finite (weights so large that float32 overflows).
     """
     _check(model, meta, top_k)
-    pixels = load_image(path, channels=model.input_shape[0])
+    pixels, size = read_image(path, channels=model.input_shape[0])
     x, inverted = preprocess_image(pixels, model.input_shape, meta["normalization"], dataset=meta.get("dataset"))
+    del pixels  # the decoded image is not needed while the model runs
     p = probabilities(model, x[None])[0]
+    if not np.all(np.isfinite(p)):
+        raise ModelFileError(f"{meta.get('file', 'the model')}: the model's outputs are not finite for {path}: its "
+                             "weights overflow float32 (a corrupt or diverged model)")
     names = meta["class_names"]
     order = np.argsort(-p, kind="stable")[:top_k]
-    return Prediction(str(path), (pixels.shape[1], pixels.shape[0]), inverted,
-                      [(names[i], float(p[i])) for i in order])
+    return Prediction(str(path), size, inverted, [(names[i], float(p[i])) for i in order])
 
 
 def predict_images(model, meta: dict, paths, top_k: int = 3):
@@ -89,17 +94,19 @@ def predict_images(model, meta: dict, paths, top_k: int = 3):
 
 def format_prediction(result: Prediction) -> str:
     """A header line (file, size, whether inverted) and one ``rank. class  probability`` line per class."""
-    width = max(len(name) for name, _ in result.top)
+    names = [cli.printable(name) for name, _ in result.top]  # a model file's names may hold escape codes
+    width = max(len(name) for name in names)
     note = ", light background: inverted" if result.inverted else ""
-    lines = [f"{result.path}  ({result.size[0]}x{result.size[1]}{note})"]
-    lines += [f"  {rank}. {name:<{width}}  {prob:.4f}" for rank, (name, prob) in enumerate(result.top, 1)]
+    lines = [f"{cli.printable(result.path)}  ({result.size[0]}x{result.size[1]}{note})"]
+    lines += [f"  {rank}. {name:<{width}}  {prob:.4f}"
+              for rank, (name, (_, prob)) in enumerate(zip(names, result.top), 1)]
     return "\n".join(lines)
 
 
 def build_parser() -> cli.ArgumentParser:
     p = cli.ArgumentParser(prog=PROG, description="Print the most likely classes, with probabilities, "
                            "of image files (PNG, JPEG, any size) according to a trained model.")
-    p.add_argument("--model", required=True, metavar="RUN_DIR|MODEL.npz",
+    p.add_argument("--model", type=cli.path, required=True, metavar="RUN_DIR|MODEL.npz",
                    help=f"a run folder (uses its {MODEL_FILE}) or a model file")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     p.add_argument("--top-k", type=cli.positive_int, default=3, help="classes to show per image (default: 3)")
@@ -110,14 +117,15 @@ def build_parser() -> cli.ArgumentParser:
 
 def _main(argv) -> int:
     args = build_parser().parse_args(argv)
-    model, meta, _ = load_saved_model(args.model, backend=args.backend)
+    model, meta, path = load_saved_model(args.model, backend=args.backend)
+    meta = {**meta, "file": str(path)}
     _check(model, meta, args.top_k)
     failed = 0
     for path in args.images:
         try:
             result = predict_image(model, meta, path, args.top_k)
         except DataError as exc:  # one unreadable file: say so, classify the others
-            print(f"{PROG}: error: {exc}", file=sys.stderr, flush=True)
+            print(f"{PROG}: error: {cli.printable(str(exc))}", file=sys.stderr, flush=True)
             failed += 1
             continue
         print(format_prediction(result), flush=True)

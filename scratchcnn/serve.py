@@ -2,8 +2,9 @@
 
 The page shows the top classes, the input as the model sees it, every convolution's
 feature maps, a saliency map, the model's card, and how one number of a feature map
-is computed. The API (``/api/models``, ``/api/predict``, ``/api/unit``) is documented
-at ``/docs``. Needs the ``web`` extra: ``pip install -e '.[web]'``.
+is computed. The API (``/api/models``, ``/api/predict``, ``/api/unit``) is described by
+``/openapi.json`` (OpenAPI 3.1; FastAPI's ``/docs`` page is off, since it loads Swagger UI from
+a CDN and is blank offline). Needs the ``web`` extra: ``pip install -e '.[web]'``.
 
 Examples
 --------
@@ -20,24 +21,30 @@ import kernels
 from scratchcnn.apps import cli
 from scratchcnn.errors import ConfigError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "server_config", "main", "MAX_REPLICAS"]
 
 PROG = "python -m scratchcnn.serve"
 INSTALL = "pip install -e '.[web]'"
+# Each replica is a full copy of every model, and more copies than cores only queue: 64 is far past
+# any machine this serves on, and bounds the memory a typo (--replicas 100000) would take.
+MAX_REPLICAS = 64
+BAD_REQUEST = ("the request is not valid HTTP/1.1 (a malformed request line or header, such as a "
+               "Content-Length that is not a number)")
 
 
 def build_parser() -> cli.ArgumentParser:
     p = cli.ArgumentParser(prog=PROG, description="Serve a web page and a JSON API that classify drawn or "
                            "uploaded images with trained models and show their feature maps and saliency.")
-    p.add_argument("--model", action="append", required=True, metavar="RUN_DIR|MODEL.npz",
+    p.add_argument("--model", type=cli.path, action="append", required=True, metavar="RUN_DIR|MODEL.npz",
                    help="a run folder (uses its model.npz and metrics.json) or a model file; repeat to serve "
                         "several (the first is the default)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000; 0 picks a free one)")
     p.add_argument("--backend", choices=sorted(kernels.BACKENDS),
                    help="kernel backend (default: $SCRATCHCNN_BACKEND, else the fastest available)")
-    p.add_argument("--replicas", type=cli.positive_int, default=1,
-                   help="copies of each model, so that this many requests compute at once (default: 1)")
+    p.add_argument("--replicas", type=cli.int_between(1, MAX_REPLICAS), default=1,
+                   help="copies of each model, so that this many requests compute at once (default: 1, "
+                        f"at most {MAX_REPLICAS})")
     p.add_argument("--max-image-mb", type=cli.positive_float, default=4.0,
                    help="largest accepted image file, MiB (default: 4); larger ones get 413")
     p.add_argument("--max-megapixels", type=cli.positive_float, default=25.0,
@@ -68,14 +75,36 @@ def _main(argv) -> int:
         served.warm_up()
     app = create_app(models, Limits(max_bytes=int(args.max_image_mb * 2**20),
                                     max_pixels=int(args.max_megapixels * 1e6)))
-    config = uvicorn.Config(app, log_level="warning")
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(server_config(app))
     names = ", ".join(f"{m.id} ({m.card['file']})" for m in models.values())
     host, port = sock.getsockname()[:2]
     host = f"[{host}]" if ":" in host else host
     url = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}/"
-    _run(server, sock, lambda: print(f"serving {names} on {url} (API: {url}docs); Ctrl-C stops", flush=True))
+    _run(server, sock, lambda: print(f"serving {names} on {url} (API: {url}openapi.json); Ctrl-C stops",
+                                     flush=True))
     return 0
+
+
+def server_config(app, **kwargs):
+    """uvicorn's configuration for ``app``: warnings only, and a request that is not valid HTTP
+    (``Content-Length: abc``) answered with JSON 400 like every other error, not plain text."""
+    import json
+
+    import h11
+    import uvicorn
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class JSONErrors(H11Protocol):
+        def send_400_response(self, msg: str) -> None:
+            body = json.dumps({"detail": BAD_REQUEST}).encode()
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                       (b"connection", b"close")]
+            for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+                          h11.Data(data=body), h11.EndOfMessage()):
+                self.transport.write(self.conn.send(event))
+            self.transport.close()
+
+    return uvicorn.Config(app, log_level="warning", http=JSONErrors, **kwargs)
 
 
 def _listen(host: str, port: int) -> socket.socket:

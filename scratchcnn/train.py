@@ -33,9 +33,12 @@ def build_parser() -> cli.ArgumentParser:
     p = cli.ArgumentParser(prog=PROG, description="Train a CNN written from scratch, evaluate it on the "
                            "test set and write metrics, plots and the model to a run folder.")
     add_arguments(p)
-    p.add_argument("--out", help="run folder (default: runs/<dataset>-<timestamp>)")
-    p.add_argument("--resume", metavar="RUN_DIR", help=f"continue the run in RUN_DIR from its {CHECKPOINT_FILE}")
+    p.add_argument("--out", type=cli.path, help="run folder (default: runs/<dataset>-<timestamp>)")
+    p.add_argument("--resume", type=cli.path, metavar="RUN_DIR",
+                   help=f"continue the run in RUN_DIR from its {CHECKPOINT_FILE}")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--force", action="store_true",
+                   help="write into --out even if it holds files of the names a run writes (history.csv, ...)")
     return p
 
 
@@ -81,7 +84,7 @@ def _main(argv) -> int:
                                  progress=not args.no_progress)
         else:
             outcome = start_run(config_from_args(args), out=args.out, backend=args.backend,
-                                progress=not args.no_progress)
+                                progress=not args.no_progress, force=args.force)
     except TrainingDiverged as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return cli.EXIT_DIVERGED

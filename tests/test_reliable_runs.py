@@ -276,7 +276,7 @@ def test_hostile_model_and_data_files_are_refused_in_bounded_memory(digits_run, 
     messages = report["messages"]
     assert "the architecture declares" in messages["dense"] and "more than the 100,000,000 allowed" in \
         messages["dense"], messages["dense"]
-    assert "activations reach 900,000,000 elements, more than the" in messages["input"]
+    assert "activations reach 1,800,000,000 elements, more than the" in messages["input"]  # input and output
     assert "Conv2D" in messages["conv"] and "architecture mismatch" in messages["conv"]
     assert "'meta' is JSON nested too deeply" in messages["deep"]
     assert "declares shape (1000000000000,) (4000000000000 bytes) but holds 64 bytes" in messages["big"]
@@ -299,15 +299,15 @@ def test_predict_holds_one_decoded_image_at_a_time(digits_run, tmp_path, monkeyp
     for i in range(4):
         paths.append(tmp_path / f"{i}.png")
         Image.fromarray(np.full((300, 200), 40 * i, np.uint8)).save(paths[-1])
-    decoded, real = [], predict.load_image
+    decoded, real = [], predict.read_image
 
-    def load_image(path, channels=1):
+    def read_image(path, channels=1):
         # Every image decoded before this one must be garbage by now.
         assert all(ref() is None for ref in decoded), "an earlier decoded image is still held"
-        pixels = real(path, channels)
+        pixels, size = real(path, channels)
         decoded.append(weakref.ref(pixels))
-        return pixels
+        return pixels, size
 
-    monkeypatch.setattr(predict, "load_image", load_image)
+    monkeypatch.setattr(predict, "read_image", read_image)
     assert predict.main(["--model", str(digits_run), *map(str, paths)]) == 0
     assert len(decoded) == 4 and capsys.readouterr().out.count("(200x300") == 4

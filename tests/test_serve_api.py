@@ -75,7 +75,7 @@ def test_models_lists_both_with_their_cards(client, fashion_run, mnist_run):
     assert set(schema["paths"]) == {"/api/models", "/api/predict", "/api/unit"}
     body = schema["paths"]["/api/predict"]["post"]["requestBody"]["content"]
     assert set(body) == {"application/json", "multipart/form-data"}
-    assert client.get("/docs").status_code == 200
+    assert client.get("/docs").status_code == 404  # off: it would load Swagger UI from a CDN
 
 
 def test_predictions_equal_scratchcnn_predict(client, fashion_run, fashion_test, tmp_path):

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 
 import kernels
 from scratchcnn.errors import ScratchCNNError
 
-__all__ = ["ArgumentParser", "positive_int", "positive_float", "fraction", "seed", "non_negative_float", "run_main", "configure_process",
+__all__ = ["ArgumentParser", "path", "printable", "int_between", "NAME_TOO_LONG",
+           "positive_int", "positive_float", "fraction", "seed", "non_negative_float", "run_main", "configure_process",
            "set_openmp_defaults", "GOMP_SPINCOUNT", "EXIT_ERROR", "EXIT_USAGE", "EXIT_DIVERGED",
            "EXIT_INTERRUPTED", "EXIT_TERMINATED"]
 
@@ -50,6 +52,44 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+# What ENAMETOOLONG means, said once for every tool.
+NAME_TOO_LONG = "File name too long (ENAMETOOLONG: a path component is longer than 255 bytes)"
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (escape codes, newlines, tabs) written as Python escapes
+    (``\\x1b``, ``\\n``), so that a name from a file can neither move the cursor nor add a line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _shown(text: str) -> str:
+    return printable(text if len(text) <= 60 else f"{text[:28]}...{text[-28:]}")
+
+
+def path(text: str) -> str:
+    """argparse type: a path whose components each fit the file system's limit (``NAME_MAX``,
+    255 bytes), so that an over-long one is a usage error instead of an OSError later."""
+    for part in text.split(os.sep):
+        if len(os.fsencode(part)) > 255:
+            raise argparse.ArgumentTypeError(f"{_shown(text)}: {NAME_TOO_LONG}")
+    return text
+
+
+def int_between(low: int, high: int):
+    """argparse type factory: an integer in [low, high]."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer from {low} to {high}, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected an integer from {low} to {high}, got {value}")
+        return value
+    return parse
 
 
 def positive_int(text: str) -> int:
@@ -115,7 +155,13 @@ def run_main(prog: str, body, argv) -> int:
     try:
         return body(argv)
     except (ScratchCNNError, kernels.BackendUnavailable) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {printable(str(exc))}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        # A path built from the arguments (a run folder's file) that the checks of ``path`` did not see.
+        print(f"{prog}: error: {_shown(str(exc.filename))}: {NAME_TOO_LONG}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

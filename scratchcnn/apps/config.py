@@ -22,6 +22,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
 import kernels
+from scratchcnn.apps import cli
 from scratchcnn.data.registry import DATASET_NAMES
 from scratchcnn.engine.schedules import SCHEDULES
 from scratchcnn.errors import ConfigError, ModelFileError
@@ -80,7 +81,8 @@ FRACTION = Kind("a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1, fl
 SEED = Kind("an integer in [0, 2**32)", lambda v: _is_int(v) and 0 <= v < 2**32, int)
 FLAG = Kind("true or false", lambda v: isinstance(v, bool))
 TEXT = Kind("a non-empty text", lambda v: isinstance(v, str) and v.strip() != "", str)
-PATH = Kind("a non-empty path", lambda v: isinstance(v, str) and v != "" and "\0" not in v, str)
+# On the command line a path whose component exceeds NAME_MAX is a usage error (cli.path names ENAMETOOLONG).
+PATH = Kind("a non-empty path", lambda v: isinstance(v, str) and v != "" and "\0" not in v, cli.path)
 
 
 def option(default, kind: Kind, help: str, *, optional: bool = False, metavar: str | None = None,

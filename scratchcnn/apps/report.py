@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from pathlib import Path
 
 import numpy as np
 
 from scratchcnn.apps import metrics, plots
+from scratchcnn.apps.cli import printable
+from scratchcnn.errors import ModelFileError
 from scratchcnn.files.fileio import atomic_write, atomic_write_text, write_json
 from scratchcnn.engine.inference import flip_averaged_probabilities, loss_and_accuracy, predict_logits
 from scratchcnn.engine.training import HISTORY_KEYS
@@ -88,12 +91,24 @@ def write_test_report(run_dir, model, splits, history: dict, info: dict, log=pri
     set was read from (``data_files``).
 
     Returns the metrics dict.
+
+    Raises
+    ------
+    ModelFileError
+        If the test loss is not finite (weights that overflow float32): no report is
+        written, as accuracies of NaN outputs mean nothing. The message names
+        ``info["model_file"]`` when given.
     """
     run_dir = Path(run_dir)
     test_loss, test_accuracy = loss_and_accuracy(model, splits.x_test, splits.y_test)
+    if not math.isfinite(test_loss) and len(splits.y_test):
+        raise ModelFileError(f"{info.get('model_file', 'the model')}: the model's outputs are not finite (test loss "
+                             f"{test_loss}): its weights overflow float32 (a corrupt or diverged model); "
+                             "nothing written")
     predictions = predict_logits(model, splits.x_test).argmax(axis=1)
     result = metrics.classification_metrics(splits.y_test, predictions, splits.class_names)
-    log(metrics.report(splits.y_test, predictions, splits.class_names))
+    # Class names come from a file: escaped, so that they can neither move the cursor nor add lines.
+    log(metrics.report(splits.y_test, predictions, [printable(name) for name in splits.class_names]))
     out = {**info, "data_files": data_files(splits), "test_accuracy": test_accuracy, "test_loss": test_loss,
            "per_class": result["per_class"], "macro_avg": result["macro_avg"],
            "weighted_avg": result["weighted_avg"], "class_names": list(splits.class_names),

@@ -99,8 +99,13 @@ def make_augment(config, splits):
     return Augment(max_shift=2, flip=config.dataset == "fashion", fill=background)
 
 
-def start_run(config: RunConfig, out=None, backend=None, progress: bool = True, log=print, on_epoch=None,
-              test: bool = True) -> RunOutcome:
+# Files a run writes besides its checkpoint, model and metrics.json: found in a folder that holds no
+# run, they are someone else's, not to be overwritten without --force.
+REPORT_FILES = ("best_model.npz", "confusion_matrix.png", "curves.png", "history.csv", "samples.png")
+
+
+def start_run(config: RunConfig, out=None, backend=None, progress: bool = True, log=print,
+              force: bool = False, on_epoch=None, test: bool = True) -> RunOutcome:
     """Train a new model as ``config`` says, into the run folder ``out``, and finish the run.
 
     Parameters
@@ -110,6 +115,8 @@ def start_run(config: RunConfig, out=None, backend=None, progress: bool = True, 
     backend : str, optional; see ``kernels.get`` (default ``config.backend``)
     progress : bool, progress bars
     log : callable receiving each line to print
+    force : bool, write into ``out`` even if it holds files of the names the run writes
+        (``REPORT_FILES``) that are not a run's
     on_epoch : callable, optional
         ``on_epoch(epoch, row) -> bool`` after each epoch (``Trainer.fit``'s callback
         signature: epochs complete, that epoch's history row), before its checkpoint;
@@ -127,7 +134,8 @@ def start_run(config: RunConfig, out=None, backend=None, progress: bool = True, 
     Raises
     ------
     ConfigError
-        If ``out`` already holds a run or an evaluation's reports.
+        If ``out`` already holds a run or an evaluation's reports, or (without ``force``)
+        other files of the names the run writes.
     FolderBusy
         If another process holds ``out``.
     OutputError
@@ -138,9 +146,9 @@ def start_run(config: RunConfig, out=None, backend=None, progress: bool = True, 
         As the data and model code raise them.
     """
     run_dir = Path(out) if out else default_run_dir(config.dataset)
-    _check_new_run_dir(run_dir)
+    _check_new_run_dir(run_dir, force)
     with RunFolder(run_dir):
-        _check_new_run_dir(run_dir)  # again, now that no other process can be writing there
+        _check_new_run_dir(run_dir, force)  # again, now that no other process can be writing there
         splits = _load_data(config, progress)
         model = build_model(config.model, splits.input_shape, len(splits.class_names), seed=config.seed,
                             backend=backend or config.backend)
@@ -149,8 +157,9 @@ def start_run(config: RunConfig, out=None, backend=None, progress: bool = True, 
         return _train_and_finish(run_dir, model, None, config, splits, progress, log, on_epoch, test)
 
 
-def _check_new_run_dir(run_dir: Path) -> None:
-    """Refuse a folder that holds a run, an evaluation's reports, or is a run's ``evaluation`` folder."""
+def _check_new_run_dir(run_dir: Path, force: bool = False) -> None:
+    """Refuse a folder that holds a run, an evaluation's reports, or is a run's ``evaluation`` folder,
+    and without ``force`` one holding files the run would overwrite (``REPORT_FILES``)."""
     if (run_dir / CHECKPOINT_FILE).exists() or (run_dir / MODEL_FILE).exists():
         raise ConfigError(f"run folder {run_dir} already holds a run; continue it with --resume {run_dir} "
                           "or choose another --out")
@@ -158,6 +167,10 @@ def _check_new_run_dir(run_dir: Path) -> None:
                                              and (run_dir.parent / MODEL_FILE).exists()):
         raise ConfigError(f"--out {run_dir}: the folder holds (or is meant for) the reports of an evaluation; "
                           "training would overwrite them; choose another --out")
+    found = [name for name in REPORT_FILES if os.path.lexists(run_dir / name)]
+    if found and not force:
+        raise ConfigError(f"--out {run_dir}: the folder already holds {', '.join(found)}, which this run would "
+                          "overwrite; choose another --out (or pass --force)")
 
 
 def is_complete(run_dir, state: TrainState) -> bool:

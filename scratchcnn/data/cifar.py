@@ -9,13 +9,16 @@ without any copy.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
 from scratchcnn.errors import DataError
 
-__all__ = ["parse_records", "read_records"]
+__all__ = ["parse_records", "read_records", "MAX_RECORDS"]
+
+MAX_RECORDS = 60_000  # all of CIFAR-10: the most a file of unknown record count may hold
 
 
 def parse_records(raw: bytes, source: str, image_shape=(3, 32, 32), num_classes: int = 10,
@@ -68,11 +71,29 @@ def parse_records(raw: bytes, source: str, image_shape=(3, 32, 32), num_classes:
 def read_records(path, image_shape=(3, 32, 32), num_classes: int = 10, records=None):
     """Read a CIFAR binary record file with the checks of ``parse_records``.
 
+    The file's size is checked (``os.stat``) before it is read: it must be exactly
+    ``records`` records, or without ``records`` a whole number of them and at most
+    ``MAX_RECORDS``, so a huge or sparse file costs no memory.
+
     Raises DataError naming ``path`` if it cannot be read or fails a check.
     """
     path = Path(path)
+    record = 1 + int(np.prod(image_shape))
     try:
-        raw = path.read_bytes()
+        size = os.stat(path).st_size
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    whole, extra = divmod(size, record)
+    if extra:
+        raise DataError(f"{path}: {size:,} bytes is not a whole number of {record}-byte records "
+                        f"({whole:,} records and {extra} bytes over: truncated or not a CIFAR file)")
+    if records is not None and whole not in (0, records):
+        raise DataError(f"{path}: {whole} records, expected {records}")
+    if whole > MAX_RECORDS:
+        raise DataError(f"{path}: {whole:,} records, more than the {MAX_RECORDS:,} of all of CIFAR-10")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(size + 1)  # one byte over: a file that grew since the stat is noticed below
     except OSError as exc:
         raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
     return parse_records(raw, str(path), image_shape, num_classes, records)

@@ -14,12 +14,27 @@ import math
 
 import numpy as np
 
+from scratchcnn.nn.model import activation_elements
 from scratchcnn.nn.losses import SoftmaxCrossEntropy, softmax  # the one host softmax, re-exported
 
 __all__ = ["softmax", "predict_logits", "probabilities", "loss_and_accuracy", "flip_averaged_probabilities",
            "BATCH_SIZE"]
 
 BATCH_SIZE = 256  # images per forward pass; inference keeps no activations for backward, so this is cheap
+
+
+# Memory that one inference batch's activations and unfolded inputs may take; the usual models stay
+# at their batch of 256 (the default network: 0.2 MB per 28x28 image), a file declaring wide layers
+# gets smaller batches instead of gigabytes.
+INFERENCE_BYTES = 512 * 2**20
+
+
+def inference_batch_size(model, input_shape, batch_size: int) -> int:
+    """``batch_size``, lowered so that one batch's activations and largest im2col matrix take at most
+    ``INFERENCE_BYTES`` bytes (float32; ``scratchcnn.nn.model.activation_elements``), at least 1."""
+    activations, unfolded, _ = activation_elements(model, tuple(input_shape))
+    per_image = 4 * (activations + unfolded)
+    return max(1, min(int(batch_size), INFERENCE_BYTES // max(per_image, 1)))
 
 
 def _batches(n: int, batch_size: int):
@@ -33,6 +48,7 @@ def predict_logits(model, x, batch_size: int = BATCH_SIZE) -> np.ndarray:
     An empty x gives a (0, 0) array.
     """
     K = model.ensure_built(x.shape[1:]).K
+    batch_size = inference_batch_size(model, x.shape[1:], batch_size)
     parts = [np.array(K.to_numpy(model.forward(K.asarray(x[s:s + batch_size]), training=False)))
              for s in _batches(len(x), batch_size)]
     return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
@@ -54,6 +70,7 @@ def loss_and_accuracy(model, x, y, batch_size: int = BATCH_SIZE) -> tuple[float,
     if len(y) == 0:
         return math.nan, math.nan
     K = model.ensure_built(x.shape[1:]).K
+    batch_size = inference_batch_size(model, x.shape[1:], batch_size)
     smoothed = getattr(model.loss, "label_smoothing", 0.0)
     loss_fn = model.loss if model.loss is not None and not smoothed else SoftmaxCrossEntropy().to(K)
     starts = _batches(len(y), batch_size)

@@ -8,7 +8,7 @@ import kernels
 from scratchcnn.errors import ModelFileError
 from scratchcnn.nn.optimizers import OPTIMIZERS
 from scratchcnn.files.serialization import (FIELD_ERRORS, FORMAT_VERSION, PARAM_PREFIX, build_from_meta,
-                                     check_finite, read_archive, write_archive)
+                                     check_finite, read_checked, write_archive)
 from scratchcnn.engine.training import TrainState
 
 __all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint"]
@@ -35,6 +35,12 @@ def save_checkpoint(path, model, state: TrainState, config: dict) -> Path:
     return write_archive(path, meta, arrays)
 
 
+def _recorded(meta: dict):
+    """The backend the run was trained on, if it is available here (else None: the default)."""
+    recorded = meta.get("config", {}).get("backend") if isinstance(meta.get("config"), dict) else None
+    return recorded if recorded in kernels.available() else None
+
+
 def load_checkpoint(path, backend=None):
     """Read a checkpoint written by ``save_checkpoint``.
 
@@ -55,11 +61,8 @@ def load_checkpoint(path, backend=None):
     """
     from scratchcnn.nn.losses import SoftmaxCrossEntropy
 
-    meta, arrays = read_archive(path, CHECKPOINT_FORMAT)
-    if backend is None:
-        recorded = meta.get("config", {}).get("backend") if isinstance(meta.get("config"), dict) else None
-        backend = recorded if recorded in kernels.available() else None
-    model = build_from_meta(path, meta, arrays, backend)
+    meta, arrays, model = read_checked(path, CHECKPOINT_FORMAT, backend if backend is not None else _recorded)
+    model = build_from_meta(path, meta, arrays, model=model)
     try:
         spec = meta["optimizer"]
         optimizer = OPTIMIZERS[spec["class"]](**spec["config"])

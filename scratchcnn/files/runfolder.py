@@ -108,6 +108,15 @@ class RunFolder:
 
     # -- the folder -------------------------------------------------------------------
     def _make_folder(self) -> None:
+        if self.path.is_symlink() and not self.path.exists():  # mkdir would only say "File exists"
+            try:
+                os.stat(self.path)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise OutputError(f"{self.what} {self.path} is a symbolic link that loops (it leads back to "
+                                      "itself); choose another path") from None
+            raise OutputError(f"{self.what} {self.path} is a symbolic link to {os.readlink(self.path)}, which "
+                              "does not exist; choose another path")
         if self.path.exists() and not self.path.is_dir():
             raise OutputError(f"{self.what} {self.path} is a file, not a folder; choose another path")
         if self.path.is_dir():

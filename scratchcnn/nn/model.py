@@ -1,6 +1,8 @@
 """Sequential: a stack of layers run forward and backpropagated in reverse."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 import kernels
@@ -533,3 +535,24 @@ class Sequential:
     def predict(self, x, batch_size=256) -> np.ndarray:
         """Class probabilities (N, num_classes) float32 on the host, in inference mode."""
         return softmax(_training_api().predict_logits(self, x, batch_size=batch_size)).astype(np.float32)
+
+
+def activation_elements(model: "Sequential", input_shape=None) -> tuple[int, int, int]:
+    """One image's work in a model, from its configuration alone (``input_shape``: (C, H, W),
+    default ``model.input_shape``).
+
+    Returns ``(activations, largest unfolded input, flops)``: the elements of the
+    input and of every layer's output (all held during a forward pass), the largest
+    convolution's im2col matrix ``C_in*kh*kw*H_out*W_out``, and ``model.flops()``.
+
+    Raises ValueError if the layers do not chain (``Sequential.output_shapes``).
+    """
+    input_shape = tuple(input_shape or model.input_shape or ())
+    shapes = model.output_shapes(input_shape)
+    shape, unfolded = input_shape, 0
+    for layer, out in zip(model.layers, shapes):
+        if hasattr(layer, "kernel_size") and hasattr(layer, "in_channels") and len(out) == 3:
+            unfolded = max(unfolded, layer.in_channels * math.prod(layer.kernel_size) * out[1] * out[2])
+        shape = out
+    activations = math.prod(input_shape) + sum(math.prod(s) for s in shapes)
+    return activations, unfolded, model.flops(input_shape)

@@ -1,16 +1,25 @@
 """The FastAPI application of the web demo: the page, ``/api/models``, ``/api/predict``, ``/api/unit``.
 
 Every error is JSON ``{"detail": ...}`` with its status: 400 empty or undecodable
-image, 404 unknown model, 413 too large (bytes or pixels), 415 not an image or an
-unsupported body type, 422 malformed body or field. The server reads only the
-files it was started with: no request names a path.
+image (NaN pixels too) or a request that is not valid HTTP (``scratchcnn.serve``), 404
+unknown model, 413 too large (bytes or pixels), 415 not an image or an unsupported body
+type, 422 malformed body or field (JSON nested too deeply too). The server reads only the
+files it was started with: no request names a path. The API is described by
+``/openapi.json``; FastAPI's ``/docs`` and ``/redoc`` pages are off, since they load their
+scripts from a CDN and are blank offline (the one package that ships Swagger UI for Python,
+swagger-ui-bundle, holds version 4, which cannot show FastAPI's OpenAPI 3.1). ``/favicon.ico``
+is drawn with Pillow at start-up.
 """
 from __future__ import annotations
 
 import base64
 import binascii
+import io
 import json
 from importlib import resources
+
+import numpy as np
+from PIL import Image
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -119,6 +128,8 @@ async def _parse(request: Request, schema):
             raw = json.loads(await request.body())
         except (ValueError, UnicodeDecodeError) as exc:
             raise _Problem(422, f"the body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise _Problem(422, "the JSON body is nested too deeply (a request is an object of a few fields)") from None
         if not isinstance(raw, dict):
             raise _Problem(422, f"the JSON body must be an object, found {type(raw).__name__}")
         fields, data = raw, None
@@ -142,14 +153,26 @@ async def _parse(request: Request, schema):
     return parsed, data if data is not None else _decode_base64(parsed.image)
 
 
+def favicon() -> bytes:
+    """A 32x32 ICO: a 3x3 grid of grey squares on black, the page's feature maps in small."""
+    pixels = np.zeros((32, 32), np.uint8)
+    for i, level in enumerate((255, 170, 110, 170, 255, 170, 110, 170, 255)):
+        top, left = 2 + 10 * (i // 3), 2 + 10 * (i % 3)
+        pixels[top:top + 8, left:left + 8] = level
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "ICO", sizes=[(32, 32)])
+    return buffer.getvalue()
+
+
 def create_app(models: dict[str, ServedModel], limits: Limits = Limits()) -> FastAPI:
     """The application serving ``models`` (id -> ServedModel, the first is the default)."""
     if not models:
         raise ValueError("create_app needs at least one model")
-    app = FastAPI(title="scratchcnn demo", version="1",
+    app = FastAPI(title="scratchcnn demo", version="1", docs_url=None, redoc_url=None,
                   description="Classify an image with a scratchcnn model and see how the network sees it.")
     page = resources.files("scratchcnn.apps.web") / "static"
     files = {name: (page / name).read_bytes() for name in ["index.html", *STATIC]}
+    icon = favicon()
     default = next(iter(models))
 
     def pick(ident: str | None) -> ServedModel:
@@ -179,6 +202,10 @@ def create_app(models: dict[str, ServedModel], limits: Limits = Limits()) -> Fas
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index():
         return HTMLResponse(files["index.html"])
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon_ico():
+        return Response(icon, media_type="image/x-icon")
 
     @app.get("/static/{name}", include_in_schema=False)
     def static(name: str):

@@ -13,6 +13,7 @@ import io
 import json
 import queue
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,15 +60,20 @@ def decode_image(data: bytes, limits: Limits, channels: int = 1) -> np.ndarray:
     ------
     ImageError
         400 empty; 413 more than ``max_bytes`` or ``max_pixels``; 415 not an image
-        format Pillow knows; 400 a known format that does not decode (truncated, corrupt).
+        format Pillow knows; 400 a known format that does not decode (truncated, corrupt)
+        or holds NaN pixels.
     """
     if not data:
         raise ImageError(400, "the image is empty (0 bytes)")
     if len(data) > limits.max_bytes:
         raise ImageError(413, f"the image is {len(data):,} bytes; the limit is {limits.max_bytes:,}")
     try:
-        # Image.open reads only the header: the size is known before any pixel is decoded.
-        with Image.open(io.BytesIO(data)) as probe:
+        # Image.open reads only the header: the size is known before any pixel is decoded. Pillow's
+        # warning for a large one would go raw to the server's log: the size is checked just below.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            probe = Image.open(io.BytesIO(data))
+        with probe:
             width, height = probe.size
     except Image.DecompressionBombError as exc:  # Pillow's own limit, far above ours
         raise ImageError(413, f"the image is too large once decoded: {exc}") from None
@@ -79,6 +85,8 @@ def decode_image(data: bytes, limits: Limits, channels: int = 1) -> np.ndarray:
     try:
         return load_image(data, channels=channels)
     except DataError as exc:
+        if "cannot read the image" not in str(exc):  # NaN pixels: the message says what is wrong
+            raise ImageError(400, str(exc).split(": ", 1)[-1]) from None
         reason = str(exc).rsplit(": ", 1)[-1]  # Pillow's own words
         raise ImageError(400, f"the image does not decode (truncated or corrupt): {reason}") from None
 

@@ -15,7 +15,8 @@ from scratchcnn.files.fileio import atomic_write, atomic_write_text, write_json
 from scratchcnn.engine.inference import flip_averaged_probabilities, loss_and_accuracy, predict_logits
 from scratchcnn.engine.training import HISTORY_KEYS
 
-__all__ = ["write_history_csv", "write_test_report", "data_files", "display_images", "SAMPLE_COUNT", "METRICS_FILE"]
+__all__ = ["write_history_csv", "write_test_report", "write_training_report", "data_files", "display_images",
+           "SAMPLE_COUNT", "METRICS_FILE"]
 
 SAMPLE_COUNT = 40  # images in samples.png
 METRICS_FILE = "metrics.json"  # written last: its presence means every report is there
@@ -57,6 +58,20 @@ def _save_figure(fig, path: Path) -> None:
         atomic_write(path, lambda f: plots.save(fig, f))
     finally:
         plots.close(fig)
+
+
+def write_training_report(run_dir, history: dict, info: dict) -> dict:
+    """A run's reports without the test set: ``history.csv``, ``curves.png``, then ``metrics.json`` (``info``).
+
+    Written last, as by ``write_test_report``, which a later call may use to add
+    the test figures. Returns the metrics dict.
+    """
+    run_dir = Path(run_dir)
+    if history and history.get("epoch"):
+        write_history_csv(run_dir / "history.csv", history)
+        _save_figure(plots.plot_curves(history), run_dir / "curves.png")
+    write_json(run_dir / METRICS_FILE, info)
+    return dict(info)
 
 
 def write_test_report(run_dir, model, splits, history: dict, info: dict, log=print, tta_flip=False) -> dict:

@@ -20,6 +20,7 @@ folders.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import signal
@@ -41,7 +42,7 @@ from scratchcnn.files.loading import resolve_model_file
 from scratchcnn.nn.losses import SoftmaxCrossEntropy
 from scratchcnn.nn.optimizers import OPTIMIZERS
 from scratchcnn.nn.presets import build_model
-from scratchcnn.apps.report import METRICS_FILE, write_test_report
+from scratchcnn.apps.report import METRICS_FILE, write_test_report, write_training_report
 from scratchcnn.files.runfolder import RunFolder, remove_temporaries
 from scratchcnn.files.serialization import (BEST_MODEL_FILE, CHECKPOINT_FILE, EVALUATION_DIR, MODEL_FILE, MODEL_FORMAT,
                                      param_arrays, read_archive, save_model)
@@ -49,7 +50,8 @@ from scratchcnn.engine.training import TrainState, Trainer
 from scratchcnn.files.transfer import describe_difference, init_from, parse_layer_choice, select_layers
 
 __all__ = ["RunConfig", "RUN_OPTIONS", "RESUME_OPTIONS", "DEFAULT_EPOCHS", "RunOutcome", "start_run", "resume_run",
-           "finish_run", "is_complete", "make_optimizer", "make_augment", "default_run_dir", "model_extras"]
+           "finish_run", "score_test", "is_complete", "make_optimizer", "make_augment", "default_run_dir",
+           "model_extras"]
 
 @dataclass
 class RunOutcome:
@@ -106,7 +108,7 @@ REPORT_FILES = ("best_model.npz", "confusion_matrix.png", "curves.png", "history
 
 
 def start_run(config: RunConfig, out=None, backend=None, progress: bool = True, log=print,
-              force: bool = False) -> RunOutcome:
+              force: bool = False, on_epoch=None, test: bool = True) -> RunOutcome:
     """Train a new model as ``config`` says, into the run folder ``out``, and finish the run.
 
     Parameters
@@ -118,6 +120,15 @@ def start_run(config: RunConfig, out=None, backend=None, progress: bool = True, 
     log : callable receiving each line to print
     force : bool, write into ``out`` even if it holds files of the names the run writes
         (``REPORT_FILES``) that are not a run's
+    on_epoch : callable, optional
+        ``on_epoch(epoch, row) -> bool`` after each epoch (``Trainer.fit``'s callback
+        signature: epochs complete, that epoch's history row), before its checkpoint;
+        a true result stops training there, recorded in the checkpoint as a stop
+        (``stopped_early``, so resuming it trains no further), and the run is finished
+        with the weights it has (``scratchcnn.apps.tune`` prunes trials so).
+    test : bool
+        Score the test set when finishing (``finish_run``); False leaves it
+        untouched (a tuning trial is chosen on validation accuracy only).
 
     The run folder is created and locked (``scratchcnn.files.runfolder.RunFolder``)
     before the data loads, so a folder that cannot be written fails at once; if
@@ -146,7 +157,7 @@ def start_run(config: RunConfig, out=None, backend=None, progress: bool = True, 
                             backend=backend or config.backend)
         apply_transfer(model, config, log)
         model.compile(make_optimizer(config), SoftmaxCrossEntropy(config.label_smoothing))
-        return _train_and_finish(run_dir, model, None, config, splits, progress, log)
+        return _train_and_finish(run_dir, model, None, config, splits, progress, log, on_epoch, test)
 
 
 def _check_new_run_dir(run_dir: Path, force: bool = False) -> None:
@@ -326,7 +337,7 @@ def _normalization(config: RunConfig, splits) -> dict:
 
 
 def _train_and_finish(run_dir: Path, model, state, config: RunConfig, splits, progress: bool,
-                      log) -> RunOutcome:
+                      log, on_epoch=None, test: bool = True) -> RunOutcome:
     """Train ``model`` to ``config.epochs`` with a checkpoint after every epoch, then ``finish_run``."""
     config = config.replace(backend=model.K.name)
     normalization = _normalization(config, splits)
@@ -346,10 +357,12 @@ def _train_and_finish(run_dir: Path, model, state, config: RunConfig, splits, pr
     try:
         with closing(trainer.epochs(splits.x_train, splits.y_train, config.epochs,
                                     (splits.x_val, splits.y_val))) as epochs:
-            for _ in epochs:
+            for row in epochs:
                 if keep_best and trainer.state.best_epoch == trainer.state.epoch:  # validation loss improved
                     save_model(run_dir / BEST_MODEL_FILE, model, splits.class_names, normalization,
                                **model_extras(config, splits), epoch=trainer.state.epoch)
+                if on_epoch is not None and on_epoch(trainer.state.epoch, row):
+                    trainer.state.stopped_early = True  # the generator ends; resuming the checkpoint trains no further
                 save_checkpoint(run_dir / CHECKPOINT_FILE, model, trainer.state, stored)
     except TrainingDiverged as exc:
         kept = (f"the last good checkpoint is {run_dir / CHECKPOINT_FILE}" if (run_dir / CHECKPOINT_FILE).exists()
@@ -358,12 +371,16 @@ def _train_and_finish(run_dir: Path, model, state, config: RunConfig, splits, pr
     if trainer.state.interrupted:
         save_checkpoint(run_dir / CHECKPOINT_FILE, model, trainer.state, stored)
         return RunOutcome(run_dir, "interrupted", trainer.state, stop_signal=trainer.stop_signal)
-    metrics = finish_run(run_dir, model, splits, trainer.state, config, log)
+    metrics = finish_run(run_dir, model, splits, trainer.state, config, log, test=test)
     return RunOutcome(run_dir, "finished", trainer.state, metrics)
 
 
-def finish_run(run_dir, model, splits, state: TrainState, config: RunConfig, log=print) -> dict:
+def finish_run(run_dir, model, splits, state: TrainState, config: RunConfig, log=print, test: bool = True) -> dict:
     """Write a trained run's ``model.npz``, then its test-set reports (``scratchcnn.apps.report``).
+
+    With ``test=False`` the test set is not touched: ``metrics.json`` holds the
+    run's facts and the last epoch's validation figures only
+    (``report.write_training_report``); ``score_test`` adds the test reports later.
 
     Returns the metrics dict written to ``metrics.json``.
     """
@@ -382,12 +399,46 @@ def finish_run(run_dir, model, splits, state: TrainState, config: RunConfig, log
     if splits.info:  # an image folder: class counts per split, skipped files, size, channels
         info["class_counts"] = splits.info["class_counts"]
         info["data"] = {key: value for key, value in splits.info.items() if key != "class_counts"}
+    if state.history["epoch"]:  # the last epoch's; a trial of scratchcnn.tune is ranked on them
+        info["val_accuracy"], info["val_loss"] = state.history["val_accuracy"][-1], state.history["val_loss"][-1]
+    if not test:
+        metrics = write_training_report(run_dir, state.history, info)
+        log(f"validation accuracy {metrics.get('val_accuracy', math.nan):.4f} after {state.epoch} epochs "
+            f"({state.train_seconds:.1f} s of training; test set not scored); wrote {run_dir}")
+        return metrics
     metrics = write_test_report(run_dir, model, splits, state.history, info, log=log, tta_flip=config.tta_flip)
     # Compiling (a first run's warm-up) is reported apart: it is not training time.
     compiling = f", after {state.compile_seconds:.1f} s compiling kernels" if state.compile_seconds >= 0.05 else ""
     log(f"test accuracy {metrics['test_accuracy']:.4f}  test loss {metrics['test_loss']:.4f}  "
         f"({state.train_seconds:.1f} s of training, {per_second or 0:.0f} images/s{compiling}); wrote {run_dir}")
     return metrics
+
+
+def score_test(run_dir, backend=None, progress: bool = False, log=print) -> dict:
+    """Score a run finished with ``test=False`` on the test set: ``finish_run`` again, with ``test=True``.
+
+    The model is the checkpoint's, which holds the weights of ``model.npz`` (the
+    checkpoint is written after the last epoch, early stopping's restore included).
+    Returns the metrics dict written to ``metrics.json``.
+
+    Raises
+    ------
+    ConfigError
+        If the folder holds no checkpoint.
+    FolderBusy
+        If another process holds the folder.
+    ModelFileError, DataError
+        As ``resume_run``.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / CHECKPOINT_FILE).exists():
+        raise ConfigError(f"{run_dir}: no {CHECKPOINT_FILE} in that folder")
+    with RunFolder(run_dir, create=False):
+        model, state, stored = load_checkpoint(run_dir / CHECKPOINT_FILE, backend=backend)
+        config = RunConfig.from_stored(stored, run_dir / CHECKPOINT_FILE)
+        model.loss.label_smoothing = config.label_smoothing  # checkpoints restore a plain loss
+        config, splits = _load_data(config, progress, log)
+        return finish_run(run_dir, model, splits, state, config, log)
 
 
 def machine() -> dict:

@@ -86,10 +86,14 @@ def write_trials_csv(path, rows: list[dict]) -> None:
 def train_command(config: dict, out=None) -> str:
     """The ``python -m scratchcnn.train`` command line that trains a run with ``config`` (the run options);
     options at their default are left out, ``--dataset`` and ``--epochs`` always given."""
-    from scratchcnn import train
+    import argparse
 
-    actions = {a.dest: a for a in train.build_parser()._actions if a.option_strings}
-    words = [train.PROG]
+    from scratchcnn.apps.config import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)  # the main job's run options are exactly RunConfig's flags
+    actions = {a.dest: a for a in parser._actions if a.option_strings}
+    words = ["python -m scratchcnn.train"]
     for key in RUN_OPTIONS:
         action, value = actions[key], config.get(key)
         if action.nargs == 0:  # a flag such as --augment

@@ -11,8 +11,9 @@ module             kernels
 =================  ==============================================================
 ``gemm``           ``gemm``; the dense layer's ``bias_add``, ``bias_grad``
 ``conv``           ``im2col``, ``col2im``, ``bias_add_nchw``, ``bias_grad_nchw``
-``pool``           ``maxpool_forward/backward``, ``conv_relu_pool_forward/backward``
-``activation``     ``relu_forward/backward``, ``dropout_forward/backward``
+``pool``           ``maxpool_forward/backward``, ``conv_relu_pool_forward/backward``,
+                   ``global_avgpool_forward/backward``
+``activation``     ``relu_forward/backward``, ``dropout_forward/backward``, ``add``, ``add_relu_forward``
 ``norm``           ``batchnorm_forward/backward``
 ``loss``           ``softmax_xent_forward/backward``
 ``optim``          ``adam_step``, ``sgd_step``
@@ -33,7 +34,8 @@ from __future__ import annotations
 
 from kernels.api import CONV_BN_KERNELS, KERNELS, WINOGRAD_KERNELS
 from kernels.host_memory import asarray, empty, synchronize, to_numpy, zeros
-from kernels.numpy_ref.activation import dropout_backward, dropout_forward, relu_backward, relu_forward
+from kernels.numpy_ref.activation import (add, add_relu_forward, dropout_backward, dropout_forward, relu_backward,
+                                         relu_forward)
 from kernels.numpy_ref.conv_bn import (bn_relu_backward, bn_relu_forward, bn_relu_pool_backward,
                                       bn_relu_pool_forward, conv2d_backward, conv2d_forward)
 from kernels.numpy_ref.conv import bias_add_nchw, bias_grad_nchw, col2im, im2col
@@ -44,8 +46,8 @@ from kernels.numpy_ref.optim import adam_step, sgd_step
 from kernels.numpy_ref.winograd import (batched_gemm, winograd_filter_adjoint, winograd_filter_transform,
                                         winograd_input_adjoint, winograd_input_transform,
                                         winograd_output_adjoint, winograd_output_transform)
-from kernels.numpy_ref.pool import (conv_relu_pool_backward, conv_relu_pool_forward, maxpool_backward,
-                                    maxpool_forward)
+from kernels.numpy_ref.pool import (conv_relu_pool_backward, conv_relu_pool_forward, global_avgpool_backward,
+                                    global_avgpool_forward, maxpool_backward, maxpool_forward)
 
 # What this backend is and can do (kernels.api.CAPABILITIES).
 name = "numpy"

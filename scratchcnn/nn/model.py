@@ -12,7 +12,7 @@ from scratchcnn.nn.plan import describe, make_plan, step_layers
 __all__ = ["Sequential"]
 
 # Layers with arrays, whose constructors take ``rng`` (NO_INIT: allocate nothing).
-PARAMETER_LAYERS = ("Conv2D", "Dense", "BatchNorm2D", "BatchNorm1D")
+PARAMETER_LAYERS = ("Conv2D", "Dense", "BatchNorm2D", "BatchNorm1D", "Residual")
 
 
 class Sequential:
@@ -483,6 +483,9 @@ class Sequential:
         for layer, out_shape in zip(self.layers, out_shapes):
             rows.append((f"{layer.name} ({type(layer).__name__})", str((None,) + out_shape),
                          f"{layer.num_params():,}", f"{layer.flops(shape):,}"))
+            # A block (Residual) lists its sub-layers under it, indented; its own row holds their totals.
+            for name, kind, sub_shape, params, flops in getattr(layer, "sublayer_rows", lambda s: [])(shape):
+                rows.append((f"  {name} ({kind})", str((None,) + sub_shape), f"{params:,}", f"{flops:,}"))
             shape = out_shape
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         line = "-" * (sum(widths) + 6)

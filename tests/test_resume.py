@@ -128,7 +128,7 @@ def test_resumed_run_equals_uninterrupted_run(backend, preset, digits, tmp_path)
 
 # Batch size 1: 540 steps an epoch, so a signal sent once epoch 2 is under way lands mid-epoch.
 RUN_ARGS = ["--dataset", "digits", "--train-limit", "600", "--epochs", "3", "--batch-size", "1",
-            "--lr-schedule", "cosine", "--augment", "--seed", "5"]
+            "--lr-schedule", "cosine", "--random-crop", "--random-erasing", "0.5", "--seed", "5"]
 
 
 def start_train(args, cwd: Path) -> tuple[subprocess.Popen, dict]:

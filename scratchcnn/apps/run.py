@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scratchcnn.engine.augment import Augment
+from scratchcnn.engine.augment import Augment, Pipeline, RandomErasing, crop_padding
 from scratchcnn.files.checkpoint import load_checkpoint, save_checkpoint
 from scratchcnn.data import load_dataset
 from scratchcnn.errors import ConfigError, ModelFileError, TrainingDiverged
@@ -45,11 +45,12 @@ DEFAULT_EPOCHS = {"fashion": 5, "mnist": 3, "cifar10": 10, "digits": 30}
 # Options stored in a run's config; on --resume they come from the checkpoint.
 RUN_OPTIONS = ("dataset", "model", "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay",
                "seed", "train_limit", "val_fraction", "augment", "lr_schedule", "early_stopping",
-               "save_best", "data_dir", "init_from", "init_layers", "freeze", "label_smoothing", "tta_flip")
+               "save_best", "data_dir", "init_from", "init_layers", "freeze", "label_smoothing", "tta_flip",
+               "random_crop", "random_erasing")
 # Options added after the first checkpoints were written: absent from an older run's config means None.
 LATER_OPTIONS = ("init_from", "init_layers", "freeze")
 # Likewise, with these values.
-OPTION_DEFAULTS = {"label_smoothing": 0.0, "tta_flip": False}
+OPTION_DEFAULTS = {"label_smoothing": 0.0, "tta_flip": False, "random_crop": False, "random_erasing": 0.0}
 # The only run options that a resumed run may change (besides the backend and progress bars).
 RESUME_OPTIONS = ("epochs", "data_dir")
 
@@ -82,16 +83,32 @@ def make_optimizer(config: dict):
 
 
 def make_augment(config: dict, splits):
-    """The run's augmentation (``scratchcnn.engine.augment.Augment``), or None without ``augment``."""
-    if not config["augment"]:
-        return None
+    """The run's augmentation (``scratchcnn.engine.augment``), or None when the config asks for none.
+
+    ``augment``: shifts of up to 2 pixels (grey) or random crops of the image padded by 4
+    (colour); ``random_crop``: random crops of the image zero-padded by ``crop_padding``
+    pixels (4 on 32x32, 3 on 28x28); both with mirror images for fashion and cifar10. Then
+    ``random_erasing`` (a probability, 0 for none): Zhong et al.'s random erasing with the
+    paper's area and aspect ranges.
+    """
+    flip = config["dataset"] in ("fashion", "cifar10")
     if splits.input_shape[0] > 1:
-        # 32x32 colour: random crops of the image padded by 4 black pixels, and mirror images (He et al.,
-        # 2016, "Deep Residual Learning", Section 4.2, CIFAR-10); fill is black after normalisation.
-        black = tuple(-m / s for m, s in zip(splits.mean, splits.std))
-        return Augment(max_shift=4, flip=True, fill=black)
-    background = float(splits.x_train.min())  # the normalised value of a 0 (black) pixel
-    return Augment(max_shift=2, flip=config["dataset"] == "fashion", fill=background)
+        # Colour: the border is black after normalisation (He et al., 2016, "Deep Residual Learning",
+        # Section 4.2, CIFAR-10: crops of the image padded by 4 pixels, and mirror images).
+        fill = tuple(-m / s for m, s in zip(splits.mean, splits.std))
+    else:
+        fill = float(splits.x_train.min())  # the normalised value of a 0 (black) pixel
+    shift = None
+    if config.get("random_crop"):
+        shift = Augment(max_shift=crop_padding(splits.input_shape[-1]), flip=flip, fill=fill)
+    elif config["augment"]:
+        shift = Augment(max_shift=4 if splits.input_shape[0] > 1 else 2, flip=flip, fill=fill)
+    erase = None
+    if config.get("random_erasing"):
+        erase = RandomErasing(p=config["random_erasing"], mean=splits.mean, std=splits.std)
+    if shift is None or erase is None:
+        return shift or erase
+    return Pipeline(shift, erase)
 
 
 def start_run(config: dict, out=None, backend=None, progress: bool = True, log=print) -> RunOutcome:

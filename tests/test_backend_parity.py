@@ -226,7 +226,7 @@ def _model(preset, backend, optimizer):
 
 
 @pytest.mark.parametrize("backend", COMPILED)
-@pytest.mark.parametrize("preset", ["classic", "vgg-small"])
+@pytest.mark.parametrize("preset", ["classic", "vgg-small", "resnet8"])
 def test_whole_network_forward_and_backward(backend, preset, rng):
     """One training-mode forward and backward pass (fused on the compiled backend): same loss and gradients."""
     from scratchcnn.nn.optimizers import SGD

@@ -121,12 +121,12 @@ def _sampled_check(model, x, y, rng, samples=12, h=1e-5):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("preset", ["classic", "vgg-small"])
+@pytest.mark.parametrize("preset", ["classic", "vgg-small", "resnet8"])
 def test_whole_network_end_to_end_through_the_loss(preset, backend, rng):
     """The default network (fused on compiled backends) with its loss, parameters sampled, in float64."""
     from scratchcnn.nn.presets import PRESETS
 
-    shape = (1, 12, 12) if preset == "vgg-small" else (1, 16, 16)
+    shape = {"vgg-small": (1, 12, 12), "resnet8": (1, 8, 8)}.get(preset, (1, 16, 16))
     model = Sequential(PRESETS[preset](shape, 10), input_shape=shape, seed=0, backend=backend)
     model.to(backend, np.float64)
     x = rng.standard_normal((3,) + shape)

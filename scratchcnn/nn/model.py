@@ -134,6 +134,9 @@ class Sequential:
         self.K = K
         self._fused = K.FUSE_BY_DEFAULT if self.fuse is None else bool(self.fuse)
         self._plan = make_plan(self.layers, self._fused)
+        for layer in self.layers:
+            if hasattr(layer, "plan"):  # a block (Residual) plans its own layers the same way
+                layer.plan(self._fused)
         return self
 
     def to(self, backend=None, dtype=None) -> "Sequential":

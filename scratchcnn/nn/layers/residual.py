@@ -122,6 +122,7 @@ class Residual(Layer):
                 self._children.append((f"{prefix}.{kind}_{counts.get(kind, 0)}", layer))
                 counts[kind] = counts.get(kind, 0) + 1
         self.name = None  # names the sub-layers
+        self.steps = list(self.main)  # how the main path runs: its layers, or fused steps (``plan``)
         self.params, self.grads, self.buffers = (_ChildArrays(self, s) for s in ("params", "grads", "buffers"))
 
     # -- the block as a container ----------------------------------------------------
@@ -139,6 +140,17 @@ class Residual(Layer):
         self._name = value
         for prefix, child in self._children:
             child.name = prefix if value is None else f"{value}.{prefix}"
+
+    def plan(self, fuse: bool) -> list:
+        """Make the main path's execution plan (``scratchcnn.nn.plan.make_plan``); ``Sequential.build`` calls it.
+
+        Fused, a Conv2D-BatchNorm2D-ReLU run of the main path is one ``ConvBNReLU`` step
+        on backends with those kernels; the function computed is the same. Returns the steps.
+        """
+        from scratchcnn.nn.plan import make_plan  # the plan module imports the layers
+
+        self.steps = make_plan(self.main, fuse)
+        return self.steps
 
     def to(self, backend, dtype=None) -> "Residual":
         new = kernels.get(backend) if isinstance(backend, str) else backend
@@ -218,8 +230,8 @@ class Residual(Layer):
     # -- computation -----------------------------------------------------------------
     def forward(self, x, training=True):
         y = x
-        for layer in self.main:
-            y = layer.forward(y, training)
+        for step in self.steps:
+            y = step.forward(y, training)
         s = x
         for layer in self.shortcut:
             s = layer.forward(s, training)
@@ -234,7 +246,7 @@ class Residual(Layer):
         K, out = self.K, self._cache.pop("out")
         d = K.relu_backward(dout, out, out=self._buffer("d", dout.shape, dout.dtype))
         want_dx = self.requires_input_grad
-        dx_main = self._path_backward(self.main, d, want_dx)
+        dx_main = self._path_backward(self.steps, d, want_dx)
         if not self.shortcut:
             return K.add(dx_main, d, out=self._buffer("dx", dx_main.shape, d.dtype)) if want_dx else None
         dx_short = self._path_backward(self.shortcut, d, want_dx)
@@ -242,8 +254,9 @@ class Residual(Layer):
 
     @staticmethod
     def _path_backward(path, dout, want_dx):
-        """Backpropagate ``dout`` through ``path`` in reverse; its first layer skips dx unless ``want_dx``."""
-        first = path[0]
+        """Backpropagate ``dout`` through ``path`` (layers or plan steps) in reverse; its first layer skips
+        dx unless ``want_dx``."""
+        first = getattr(path[0], "layers", (path[0],))[0]
         old, first.requires_input_grad = first.requires_input_grad, want_dx
         try:
             for layer in reversed(path):

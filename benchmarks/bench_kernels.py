@@ -180,18 +180,18 @@ def _conv_bn_cases(tag, c_in, h, c_out, pooled):
     """The kernels of one fused ConvBNReLU step (scratchcnn.nn.plan) at vgg-small's shapes, batch 64."""
     shape, pool = (B, c_out, h, h), (B, c_out, h // 2, h // 2)
 
-    def conv2d_forward(K, rng):
+    def conv2d_affine_forward(K, rng):
         x, w = K.asarray(_rand(rng, B, c_in, h, h)), K.asarray(_rand(rng, c_out, c_in, 3, 3))
         scale, shift, out, stats = K.asarray(_rand(rng, c_out)), K.asarray(_rand(rng, c_out)), K.empty(shape), \
             K.empty((2, c_out), np.float64)
-        return lambda: K.conv2d_forward(x, w, scale, shift, False, 1, 1, out=out, stats=stats)
+        return lambda: K.conv2d_affine_forward(x, w, scale, shift, False, 1, 1, out=out, stats=stats)
 
-    def conv2d_backward(K, rng):
+    def conv2d_affine_backward(K, rng):
         g, z, x = K.asarray(_rand(rng, *shape)), K.asarray(_rand(rng, *shape)), K.asarray(_rand(rng, B, c_in, h, h))
         w, coef = K.asarray(_rand(rng, c_out, c_in, 3, 3)), [K.asarray(_rand(rng, c_out)) for _ in range(3)]
         dw, dx = K.empty((c_out, c_in, 3, 3)), K.empty((B, c_in, h, h))
         need_dx = c_in > 1  # the first layer's input is data: no input gradient
-        return lambda: tuple(a for a in K.conv2d_backward(g, z, *coef, x, w, 1, 1, need_dx, dw=dw,
+        return lambda: tuple(a for a in K.conv2d_affine_backward(g, z, *coef, x, w, 1, 1, need_dx, dw=dw,
                                                           dx=dx if need_dx else None) if a is not None)
 
     def bn_relu_forward(K, rng):
@@ -215,8 +215,8 @@ def _conv_bn_cases(tag, c_in, h, c_out, pooled):
         dout, z = K.asarray(_rand(rng, *pool)), K.asarray(z)
         return lambda: K.bn_relu_pool_backward(dout, arg, out, z, mean, inv_std, 2, 2, g=g, sums=sums)
 
-    return {f"{tag}.{fn.__name__}": fn for fn in (conv2d_forward, bn_relu_forward, bn_relu_backward,
-                                                   conv2d_backward)}
+    return {f"{tag}.{fn.__name__}": fn for fn in (conv2d_affine_forward, bn_relu_forward, bn_relu_backward,
+                                                   conv2d_affine_backward)}
 
 
 CASES = {**_conv_cases("conv1", *CONVS["conv1"]), **_conv_cases("conv2", *CONVS["conv2"]),

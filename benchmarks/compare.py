@@ -33,8 +33,7 @@ from cli_start import cold_and_warm, format_starts
 from scratchcnn.engine.profiling import LayerTime, format_profile
 from worker import Worker
 
-LABELS = {"numpy": "numpy", "cpu": "cpu (Numba)", "torch": "PyTorch CPU",
-          "cpu-winograd": "cpu with Winograd"}
+LABELS = {"numpy": "numpy", "cpu": "cpu (Numba)", "torch": "PyTorch CPU"}
 
 
 def cpu_model() -> str:
@@ -83,8 +82,7 @@ def measure(workers: dict[str, Worker], rounds: int, steps: int,
 
 def throughput_table(seconds, names) -> str:
     head = "| images/s (batch 64) | " + " | ".join(LABELS[n] for n in names)
-    ratios = [(a, b) for a, b in (("cpu", "torch"), ("cpu", "numpy"), ("torch", "numpy"),
-                                             ("cpu-winograd", "cpu"), ("cpu-winograd", "torch"))
+    ratios = [(a, b) for a, b in (("cpu", "torch"), ("cpu", "numpy"), ("torch", "numpy"))
               if a in names and b in names]
     head += "".join(f" | {LABELS[a]} / {LABELS[b]}" for a, b in ratios) + " |"
     lines = [head, "| --- " + "| ---: " * (len(names) + len(ratios)) + "|"]
@@ -127,8 +125,6 @@ def main(argv=None) -> int:
                    help="network to measure (repeatable; default: all of " + ", ".join(workloads.NETWORKS) + ")")
     p.add_argument("--no-numpy", action="store_true", help="leave the NumPy reference out (it is slow on vgg-small)")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
-    p.add_argument("--winograd-ablation", action="store_true",
-                   help="add a cpu contender with Winograd convolution switched on (SCRATCHCNN_WINOGRAD=1)")
     p.add_argument("--no-profile", action="store_true", help="skip the per-layer and per-kernel profiles")
     p.add_argument("--no-cli", action="store_true", help="skip the CLI cold/warm start")
     p.add_argument("--omp-wait-policy", choices=("passive", "active"),
@@ -143,8 +139,6 @@ def main(argv=None) -> int:
             names.append("torch")
         except ImportError:
             print("(PyTorch is not installed: pip install -e '.[bench]')", file=sys.stderr)
-    if args.winograd_ablation:
-        names.append("cpu-winograd")
     load_before = os.getloadavg()
     workers = {n: Worker(n, args.threads, args.omp_wait_policy) for n in names}
     seconds, profiles = {}, {}

@@ -30,6 +30,7 @@ from scratchcnn.data import load_dataset
 from scratchcnn.nn.losses import SoftmaxCrossEntropy
 from scratchcnn.nn.optimizers import Adam
 from scratchcnn.nn.presets import build_model
+from scratchcnn.apps.config import RunConfig
 from scratchcnn.apps.run import make_augment
 from scratchcnn.engine.schedules import learning_rate
 from torch_twin import TorchTwin
@@ -72,7 +73,7 @@ def main(argv=None) -> dict:
     model.compile(Adam(args.lr), SoftmaxCrossEntropy())
     twin = TorchTwin(model)
     twin.loss_fn = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
-    augment = make_augment({"augment": args.augment, "dataset": args.dataset}, splits)
+    augment = make_augment(RunConfig.from_values({"augment": args.augment, "dataset": args.dataset}), splits)
     x, y = splits.x_train, splits.y_train.astype(np.int64)
     n, steps = len(y), math.ceil(len(y) / args.batch_size)
     train_seconds = 0.0

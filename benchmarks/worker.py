@@ -24,8 +24,6 @@ from pathlib import Path
 __all__ = ["CONTENDERS", "Worker", "thread_env"]
 
 CONTENDERS = ("numpy", "cpu", "torch")
-# Extra contenders for ablations: the cpu backend with an optional optimisation switched on by its environment variable.
-ABLATIONS = {"cpu-winograd": ("cpu", {"SCRATCHCNN_WINOGRAD": "1"})}
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -50,11 +48,10 @@ class Worker:
     """
 
     def __init__(self, contender: str, threads: int, omp_wait_policy: str | None = None):
-        if contender not in CONTENDERS and contender not in ABLATIONS:
-            raise ValueError(f"unknown contender {contender!r}; expected one of {CONTENDERS + tuple(ABLATIONS)}")
+        if contender not in CONTENDERS:
+            raise ValueError(f"unknown contender {contender!r}; expected one of {CONTENDERS}")
         self.contender, self.threads = contender, threads
-        backend, extra_env = ABLATIONS.get(contender, (contender, {}))
-        env = {**os.environ, **thread_env(threads), **extra_env}
+        env = {**os.environ, **thread_env(threads)}
         # Each framework with its own default, unless one policy is asked for: this process may
         # hold the GOMP_SPINCOUNT that scratchcnn's tools set for themselves, which PyTorch must not inherit.
         env.pop("OMP_WAIT_POLICY", None)
@@ -64,7 +61,7 @@ class Worker:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         self._stderr = tempfile.TemporaryFile("w+")  # a file, not a pipe: it cannot fill up and block
         self._proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), backend, str(threads)],
+            [sys.executable, str(Path(__file__).resolve()), contender, str(threads)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=env)
 
     def _ask(self, **command):

@@ -43,17 +43,13 @@ KERNELS = (
     "adam_step", "sgd_step",
 )
 
-# Optional: Winograd convolution F(m x m, 3 x 3) (Lavin & Gray, 2016; kernels/numpy_ref/winograd.py).
-# A backend that defines these says so with WINOGRAD = True; scratchcnn.nn.plan uses them only then.
-WINOGRAD_KERNELS = (
-    "winograd_filter_transform", "winograd_input_transform", "batched_gemm", "winograd_output_transform",
-    "winograd_output_adjoint", "winograd_input_adjoint", "winograd_filter_adjoint",
-)
 # Optional: Conv2D -> BatchNorm -> ReLU (-> MaxPool2D) as per-image convolution kernels with a
-# folded-BN epilogue (kernels/numpy_ref/conv_bn.py). A backend that defines them says CONV_BN = True.
+# folded-BN epilogue (kernels/numpy_ref/conv_bn.py), and the BN formulas that step needs on
+# per-channel vectors (kernels/numpy_ref/norm.py). A backend that defines them says CONV_BN = True.
 CONV_BN_KERNELS = (
-    "conv2d_forward", "conv2d_backward", "bn_relu_forward", "bn_relu_backward", "bn_relu_pool_forward",
-    "bn_relu_pool_backward",
+    "conv2d_affine_forward", "conv2d_affine_backward", "bn_relu_forward", "bn_relu_backward",
+    "bn_relu_pool_forward", "bn_relu_pool_backward",
+    "batchnorm_batch_affine", "batchnorm_inference_affine", "batchnorm_backward_affine",
 )
 
 CAPABILITIES = (
@@ -61,11 +57,11 @@ CAPABILITIES = (
     "SYNC_EVERY",       # int: training steps between reads of the loss to the host (a read drains a GPU's queue)
     "FUSE_BY_DEFAULT",  # bool: whether models run fused kernels (scratchcnn.nn.plan) unless told otherwise
     "COMPILES",         # bool: whether kernels are compiled on first use (so a warm-up step is worth it)
-    "WINOGRAD",         # bool: whether the backend defines WINOGRAD_KERNELS
     "CONV_BN",          # bool: whether the backend defines CONV_BN_KERNELS
 )
 
-__all__ = ["KERNELS", "WINOGRAD_KERNELS", "CONV_BN_KERNELS", "CAPABILITIES", "conv_output_size", "check_nchw", "check_out", "gemm_shape"]
+__all__ = ["KERNELS", "CONV_BN_KERNELS", "CAPABILITIES", "conv_output_size", "check_nchw", "check_out",
+           "gemm_shape"]
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:

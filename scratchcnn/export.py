@@ -1,9 +1,9 @@
 """``python -m scratchcnn.export``: write a trained model as an ONNX file that other runtimes can run.
 
 The graph is built with the ``onnx`` package's helper API (optional extra:
-``pip install 'scratchcnn[onnx]'``), one ONNX operator per scratchcnn layer, in
-the inference form of each layer (ONNX operator specification, opset ``OPSET``,
-https://onnx.ai/onnx/operators/):
+``pip install 'scratchcnn[onnx]'``), each layer giving its own node(s)
+(``Layer.onnx_nodes``) in its inference form (ONNX operator specification, opset
+``OPSET``, https://onnx.ai/onnx/operators/). For the layers of this package:
 
 ============  ==================================================================
 scratchcnn    ONNX
@@ -40,7 +40,6 @@ import numpy as np
 from scratchcnn.apps import cli
 from scratchcnn.errors import ConfigError
 from scratchcnn.files.fileio import atomic_write
-from scratchcnn.nn.layers import BatchNorm1D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
 from scratchcnn.files.loading import load_saved_model
 
 __all__ = ["OPSET", "to_onnx", "export_model", "main"]
@@ -62,8 +61,8 @@ def _onnx():
 
 
 def _layer_nodes(layer, x: str, out: str, weights: dict, helper) -> list:
-    """The ONNX node(s) computing ``layer`` from tensor ``x`` into tensor ``out``; adds its
-    arrays to ``weights`` (name -> float32 host array)."""
+    """The ONNX node(s) computing ``layer`` from tensor ``x`` into tensor ``out`` (the layer's own
+    ``onnx_nodes``); adds its arrays to ``weights`` (name -> float32 host array)."""
     arrays = {**layer.params, **layer.buffers}
 
     def weight(key):
@@ -71,25 +70,10 @@ def _layer_nodes(layer, x: str, out: str, weights: dict, helper) -> list:
         weights[name] = np.ascontiguousarray(layer.K.to_numpy(arrays[key]), np.float32)
         return name
 
-    if isinstance(layer, Conv2D):
-        inputs = [x, weight("W")] + ([weight("b")] if layer.bias else [])
-        p = layer.padding
-        return [helper.make_node("Conv", inputs, [out], name=layer.name, kernel_shape=list(layer.kernel_size),
-                                 strides=[layer.stride] * 2, pads=[p, p, p, p])]
-    if isinstance(layer, ReLU):
-        return [helper.make_node("Relu", [x], [out], name=layer.name)]
-    if isinstance(layer, MaxPool2D):
-        return [helper.make_node("MaxPool", [x], [out], name=layer.name, kernel_shape=[layer.kernel_size] * 2,
-                                 strides=[layer.stride] * 2)]
-    if isinstance(layer, Flatten):
-        return [helper.make_node("Flatten", [x], [out], name=layer.name, axis=1)]
-    if isinstance(layer, Dense):
-        inputs = [x, weight("W")] + ([weight("b")] if layer.bias else [])
-        return [helper.make_node("Gemm", inputs, [out], name=layer.name)]
-    if isinstance(layer, (BatchNorm1D, BatchNorm2D)):
-        inputs = [x, weight("gamma"), weight("beta"), weight("running_mean"), weight("running_var")]
-        return [helper.make_node("BatchNormalization", inputs, [out], name=layer.name, epsilon=layer.eps)]
-    raise ConfigError(f"{layer.name}: layer class {type(layer).__name__} has no ONNX export")
+    try:
+        return layer.onnx_nodes(x, out, weight, helper)
+    except NotImplementedError:
+        raise ConfigError(f"{layer.name}: layer class {type(layer).__name__} has no ONNX export") from None
 
 
 def to_onnx(model, class_names=None, normalization=None, softmax: bool = False, graph_name: str = "scratchcnn"):
@@ -121,11 +105,17 @@ def to_onnx(model, class_names=None, normalization=None, softmax: bool = False, 
     if model.input_shape is None:
         raise ConfigError("export needs the model's input_shape (pass it to Sequential)")
     num_classes = model.output_shapes()[-1][0]
-    layers = [layer for layer in model.layers if not isinstance(layer, Dropout)]  # identity at inference
+    layers = model.layers
     nodes, weights, x = [], {}, INPUT
     for i, layer in enumerate(layers):
-        out = LOGITS if i == len(layers) - 1 else f"{layer.name}.out"
-        nodes += _layer_nodes(layer, x, out, weights, helper)
+        last = i == len(layers) - 1
+        out = LOGITS if last else f"{layer.name}.out"
+        new = _layer_nodes(layer, x, out, weights, helper)
+        if not new:  # the identity at inference: the next layer reads x
+            if not last:
+                continue
+            new = [helper.make_node("Identity", [x], [out], name=layer.name)]
+        nodes += new
         x = out
     outputs = [helper.make_tensor_value_info(LOGITS, TensorProto.FLOAT, ["N", num_classes])]
     if softmax:

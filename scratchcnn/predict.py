@@ -25,6 +25,7 @@ import kernels
 from scratchcnn.apps import cli
 from scratchcnn.errors import ConfigError, DataError
 from scratchcnn.data.images import load_image, preprocess_image
+from scratchcnn.engine.inference import probabilities
 from scratchcnn.files.loading import load_saved_model
 from scratchcnn.files.serialization import MODEL_FILE
 
@@ -66,7 +67,7 @@ def predict_image(model, meta: dict, path, top_k: int = 3) -> Prediction:
     _check(model, meta, top_k)
     pixels = load_image(path, channels=model.input_shape[0])
     x, inverted = preprocess_image(pixels, model.input_shape, meta["normalization"], dataset=meta.get("dataset"))
-    p = model.predict(x[None])[0]
+    p = probabilities(model, x[None])[0]
     names = meta["class_names"]
     order = np.argsort(-p, kind="stable")[:top_k]
     return Prediction(str(path), (pixels.shape[1], pixels.shape[0]), inverted,

@@ -9,7 +9,7 @@ import pytest
 
 import kernels
 from kernels import numpy_ref as R
-from kernels.api import CAPABILITIES, CONV_BN_KERNELS, KERNELS, WINOGRAD_KERNELS, conv_output_size
+from kernels.api import CAPABILITIES, CONV_BN_KERNELS, KERNELS, conv_output_size
 from tests.conftest import host_backends
 
 COMPILED = [b for b in host_backends() if b != "numpy"]
@@ -38,7 +38,7 @@ def test_every_backend_module_has_the_same_signatures():
             module = importlib.import_module(module_name)
         except ImportError as exc:
             pytest.fail(f"{module_name} does not import: {exc}")
-        names = KERNELS + (WINOGRAD_KERNELS if module.WINOGRAD else ()) + (CONV_BN_KERNELS if module.CONV_BN else ())
+        names = KERNELS + (CONV_BN_KERNELS if module.CONV_BN else ())
         for name in names:
             assert hasattr(module, name), f"{module_name} lacks {name}"
             assert inspect.signature(getattr(module, name)) == inspect.signature(getattr(R, name)), \
@@ -48,14 +48,14 @@ def test_every_backend_module_has_the_same_signatures():
 
 def test_every_backend_describes_itself_with_the_same_capabilities():
     """Code outside kernels/ asks a backend what it can do through these attributes, never by its name."""
-    assert R.WINOGRAD and R.CONV_BN and sorted(R.__all__) == sorted(KERNELS + WINOGRAD_KERNELS + CONV_BN_KERNELS)
+    assert R.CONV_BN and sorted(R.__all__) == sorted(KERNELS + CONV_BN_KERNELS)
     for module_name in kernels.BACKENDS.values():
         module = importlib.import_module(module_name)
         for attr in CAPABILITIES:
             assert hasattr(module, attr), f"{module_name} lacks {attr}"
         assert isinstance(module.SYNC_EVERY, int) and module.SYNC_EVERY >= 1
         assert isinstance(module.FUSE_BY_DEFAULT, bool) and isinstance(module.COMPILES, bool)
-        assert isinstance(module.WINOGRAD, bool) and isinstance(module.CONV_BN, bool)
+        assert isinstance(module.CONV_BN, bool)
 
 
 @pytest.mark.parametrize("backend", COMPILED)
@@ -189,11 +189,15 @@ def test_batchnorm(backend, shape, rng):
         close(rv1, rv0)
     d = rng.standard_normal(shape).astype(np.float32)
     _, x_hat, inv_std = want
-    grads = [np.zeros(c, np.float32) for _ in range(4)]
-    close(K.batchnorm_backward(d, x_hat, inv_std, g, grads[0], grads[1]),
-          R.batchnorm_backward(d, x_hat, inv_std, g, grads[2], grads[3]), atol=1e-4)
-    close(grads[0], grads[2], atol=1e-4)
-    close(grads[1], grads[3], atol=1e-4)
+    for training in (True, False):  # after a training-mode and an inference-mode forward pass
+        grads = [np.zeros(c, np.float32) for _ in range(4)]
+        close(K.batchnorm_backward(d, x_hat, inv_std, g, grads[0], grads[1], training=training),
+              R.batchnorm_backward(d, x_hat, inv_std, g, grads[2], grads[3], training=training), atol=1e-4)
+        close(grads[0], grads[2], atol=1e-4)
+        close(grads[1], grads[3], atol=1e-4)
+    # Inference mode: the statistics are constants, so the gradient is a per-channel scale.
+    scale = (g * inv_std).reshape((1, -1) + (1,) * (len(shape) - 2))
+    close(R.batchnorm_backward(d, x_hat, inv_std, g, grads[2], grads[3], training=False), d * scale)
 
 
 @pytest.mark.parametrize("backend", COMPILED)

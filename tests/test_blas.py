@@ -24,7 +24,7 @@ CHECK = textwrap.dedent("""
     a, b = rng.standard_normal((2, 40, 30)).astype(np.float32)
     ones, zeros = np.ones(5, np.float32), np.zeros(5, np.float32)
     np.testing.assert_allclose(C.gemm(a, b, trans_b=True), R.gemm(a, b, trans_b=True), rtol=1e-5, atol=1e-5)
-    got, want = (K.conv2d_forward(x, w, ones, zeros, False, 1, 1)[0] for K in (C, R))
+    got, want = (K.conv2d_affine_forward(x, w, ones, zeros, False, 1, 1)[0] for K in (C, R))
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     print(blas.provider())
 """)

@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # evaluate, predict, which must then compile nothing more), the VGG-style
 # preset for one SGD step (fused Conv-BN-ReLU, BatchNorm1D), a 3x3 pooling
 # window forward and backward (overlapping windows), an unfused convolution's bias
-# kernels, and the Winograd stages. Prints what Numba compiled and loaded.
+# kernels, and batch normalisation layer by layer (training and inference-mode backward).
+# Prints what Numba compiled and loaded.
 CHILD = r"""
 import json
 import numpy as np
@@ -55,15 +56,11 @@ with CompileLog() as log:
     cpu.maxpool_backward(pooled, argmax, x.shape, 3, 2)
     y = cpu.bias_add_nchw(np.ones((4, 12 * 9), np.float32), np.ones(4, np.float32), 12)
     cpu.bias_grad_nchw(y.reshape(12, 4, 3, 3))
-    # Winograd F(2x2,3x3) forward and backward stages (the plan uses them with SCRATCHCNN_WINOGRAD=1).
-    xw = np.ones((2, 8, 6, 6), np.float32)
-    u = cpu.winograd_filter_transform(np.ones((4, 8, 3, 3), np.float32), 2)
-    v = cpu.winograd_input_transform(xw, 2, 1)
-    mt = cpu.batched_gemm(u, v)
-    yw = cpu.winograd_output_transform(mt, np.zeros(4, np.float32), 2, 6, 6, 2)
-    dm, _ = cpu.winograd_output_adjoint(yw, 2)
-    cpu.winograd_input_adjoint(cpu.batched_gemm(u, dm, trans_a=True), xw.shape, 2, 1)
-    cpu.winograd_filter_adjoint(cpu.batched_gemm(dm, v, trans_b=True), 2)
+    # BatchNorm2D layer by layer (unfused), so the norm kernels compile too.
+    c = np.ones(4, np.float32)
+    out, x_hat, inv_std = cpu.batchnorm_forward(np.ones((2, 4, 3, 3), np.float32), c, c, c.copy(), c.copy(),
+                                                0.1, 1e-5, True)
+    cpu.batchnorm_backward(out, x_hat, inv_std, c, c.copy(), c.copy(), training=False)
 
 import importlib, pkgutil
 stats = {}

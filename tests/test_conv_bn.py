@@ -41,19 +41,19 @@ def test_convolution_kernels_match_the_reference(backend, dtype, shape, rng):
     scale, shift = rng.standard_normal(f).astype(dtype), rng.standard_normal(f).astype(dtype)
     for relu in (False, True):
         want_stats, got_stats = np.empty((2, f)), np.full((2, f), np.nan)
-        want, _ = R.conv2d_forward(x, weights, scale, shift, relu, stride, padding, stats=want_stats)
-        got, _ = K.conv2d_forward(x, weights, scale, shift, relu, stride, padding, stats=got_stats)
+        want, _ = R.conv2d_affine_forward(x, weights, scale, shift, relu, stride, padding, stats=want_stats)
+        got, _ = K.conv2d_affine_forward(x, weights, scale, shift, relu, stride, padding, stats=got_stats)
         _close(got, want, dtype, np.abs(want).max())
         _close(got_stats, want_stats, dtype, np.abs(want_stats).max())
     g, z = rng.standard_normal(want.shape).astype(dtype), rng.standard_normal(want.shape).astype(dtype)
     g_scale, z_scale, bias = (rng.standard_normal(f).astype(dtype) for _ in range(3))
-    dw_want, dx_want = R.conv2d_backward(g, z, g_scale, z_scale, bias, x, weights, stride, padding)
+    dw_want, dx_want = R.conv2d_affine_backward(g, z, g_scale, z_scale, bias, x, weights, stride, padding)
     # NaN-filled outputs: a kernel that leaves an element unwritten fails
     dw, dx = np.full_like(weights, np.nan), np.full_like(x, np.nan)
-    K.conv2d_backward(g, z, g_scale, z_scale, bias, x, weights, stride, padding, True, dw=dw, dx=dx)
+    K.conv2d_affine_backward(g, z, g_scale, z_scale, bias, x, weights, stride, padding, True, dw=dw, dx=dx)
     _close(dw, dw_want, dtype, np.abs(dw_want).max())
     _close(dx, dx_want, dtype, np.abs(dx_want).max())
-    dw_only, none = K.conv2d_backward(g, z, g_scale, z_scale, bias, x, weights, stride, padding, False)
+    dw_only, none = K.conv2d_affine_backward(g, z, g_scale, z_scale, bias, x, weights, stride, padding, False)
     assert none is None
     np.testing.assert_array_equal(dw_only, dw)
 
@@ -101,7 +101,7 @@ def test_weight_gradient_does_not_depend_on_the_thread_count(backend, rng):
     for count in sorted({1, threads}):
         numba.set_num_threads(count)
         try:
-            results.append(K.conv2d_backward(g, z, ones, zeros, zeros, x, w, 1, 1, True))
+            results.append(K.conv2d_affine_backward(g, z, ones, zeros, zeros, x, w, 1, 1, True))
         finally:
             numba.set_num_threads(threads)
     for dw, dx in results[1:]:

@@ -16,7 +16,8 @@ from scratchcnn.nn.losses import SoftmaxCrossEntropy  # noqa: E402
 from scratchcnn.nn.optimizers import Adam  # noqa: E402
 from scratchcnn.nn.presets import build_model  # noqa: E402
 from scratchcnn.files.serialization import load_model, save_model  # noqa: E402
-from scratchcnn.engine.training import Trainer, predict_logits  # noqa: E402
+from scratchcnn.engine.inference import predict_logits  # noqa: E402
+from scratchcnn.engine.training import Trainer  # noqa: E402
 
 TOLERANCE = 1e-5  # of the largest |logit|, as the issue asks
 TEST_IMAGES = 256

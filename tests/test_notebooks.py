@@ -99,3 +99,25 @@ def test_notebook_runs_and_reproduces_its_checkable_numbers(path, data_dir):
             assert _printed_text(after) == _printed_text(before), (
                 f"{path.name}, cell {index}: the current code prints something else than the committed notebook; "
                 f"run {REGENERATE} notebooks/{path.name} and review the difference")
+
+
+def _links(text: str) -> list[str]:
+    """Targets of the Markdown links in ``text`` (web links and in-page anchors excluded)."""
+    targets = re.findall(r"\]\(([^)\s]+)\)", text)
+    return [t.split("#")[0] for t in targets if not t.startswith(("http://", "https://", "mailto:", "#"))]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
+def test_links_resolve_and_lead_to_the_next_notebook(path):
+    markdown = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown")
+    missing = [t for t in _links(markdown) if not (path.parent / t).exists()]
+    assert not missing, f"{path.name} links to files that do not exist: {missing}"
+    later = NOTEBOOKS[NOTEBOOKS.index(path) + 1:]
+    if later:
+        assert later[0].name in _links(markdown), f"{path.name} does not link to the next notebook, {later[0].name}"
+
+
+def test_the_readme_links_resolve():
+    readme = runner.NOTEBOOK_DIR / "README.md"
+    missing = [t for t in _links(readme.read_text(encoding="utf-8")) if not (readme.parent / t).exists()]
+    assert not missing, f"notebooks/README.md links to files that do not exist: {missing}"

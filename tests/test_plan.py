@@ -34,8 +34,7 @@ def _model(backend, fuse, dtype=np.float32):
 def test_every_fusion_rule_fires():
     model = _model("numpy", fuse=True)
     fired = {type(step) for step in model.plan if isinstance(step, plan_module.FusedStep)}
-    # WinogradConv is off unless SCRATCHCNN_WINOGRAD=1; tests/test_winograd.py fires it
-    assert fired == {rule.step for rule in plan_module.FUSION_RULES} - {plan_module.WinogradConv}
+    assert fired == {rule.step for rule in plan_module.FUSION_RULES}
     names = [type(step).__name__ for step in model.plan]
     assert names.count("ConvReLUPool") == 2 and names.count("ConvBNReLU") == 2
     unfused = _model("numpy", fuse=False)

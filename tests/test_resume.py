@@ -55,10 +55,10 @@ class Hook:
         return self.augment(x, rng)
 
 
-def make_trainer(model, splits, stop_at=None, state=None, on_epoch_end=None):
+def make_trainer(model, splits, stop_at=None, state=None):
     hook = Hook(float(splits.x_train.min()), stop_at)
     trainer = Trainer(model, batch_size=BATCH, seed=SEED, base_lr=LR, lr_schedule="cosine", augment=hook,
-                      progress=False, log=lambda line: None, state=state, on_epoch_end=on_epoch_end)
+                      progress=False, log=lambda line: None, state=state)
     hook.trainer = trainer
     return trainer
 
@@ -112,11 +112,13 @@ def test_resumed_run_equals_uninterrupted_run(backend, preset, digits, tmp_path)
     model = new_model(preset, s, backend)
     path = tmp_path / "epoch.npz"
 
-    def checkpoint_and_stop(tr):
-        save_checkpoint(path, tr.model, tr.state, {})
-        tr.request_stop()
+    trainer = make_trainer(model, s)
 
-    make_trainer(model, s, on_epoch_end=checkpoint_and_stop).fit(*data)
+    def checkpoint_and_stop(epoch, row):
+        save_checkpoint(path, trainer.model, trainer.state, {})
+        trainer.request_stop()
+
+    trainer.fit(*data, callbacks=[checkpoint_and_stop])
     model, state, _ = load_checkpoint(path, backend=backend)
     assert (state.epoch, state.step) == (1, 0)
     trainer = make_trainer(model, s, state=state)
@@ -226,15 +228,18 @@ def test_sigkill_mid_epoch_then_resume_completes(uninterrupted, tmp_path):
     assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
 
 
-def test_sigint_saves_mid_epoch_checkpoint_and_resumes(uninterrupted, tmp_path):
-    """Ctrl-C in epoch 2: the step under way finishes, a mid-epoch checkpoint is saved, exit code 130;
-    --resume continues from that step and ends with the uninterrupted run's weights."""
+@pytest.mark.parametrize("signum,code,word", [(signal.SIGINT, 130, "interrupted"),
+                                               (signal.SIGTERM, 143, r"terminated \(SIGTERM\)")])
+def test_signal_saves_mid_epoch_checkpoint_and_resumes(signum, code, word, uninterrupted, tmp_path):
+    """Ctrl-C (or SIGTERM, as a batch system or ``kill`` sends) in epoch 2: the step under way finishes,
+    a mid-epoch checkpoint is saved, one message, exit code 130 (143); --resume continues from that
+    step and ends with the uninterrupted run's weights."""
     proc, out = start_train(RUN_ARGS + ["--out", "run"], tmp_path)
     wait_until_epoch_running(proc, out, 2)
-    proc.send_signal(signal.SIGINT)
-    code, _, stderr = finish(proc, out)
-    assert code == 130, stderr
-    message = re.search(r"interrupted at epoch (\d), step (\d+); checkpoint saved\. "
+    proc.send_signal(signum)
+    returncode, _, stderr = finish(proc, out)
+    assert returncode == code, stderr
+    message = re.search(rf"{word} at epoch (\d), step (\d+); checkpoint saved\. "
                         r"Continue with: python -m scratchcnn.train --resume run", stderr)
     assert message, stderr
     assert "Traceback" not in stderr

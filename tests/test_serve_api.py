@@ -107,6 +107,25 @@ def test_predictions_equal_scratchcnn_predict(client, fashion_run, fashion_test,
         assert got["class"] == want.top[0][0] and "layers" not in got
 
 
+def test_the_prediction_runs_the_models_plan_not_explain(served, fashion_test, monkeypatch):
+    """The answer's probabilities are those of the execution plan in inference mode, exactly what
+    ``predict`` and ``evaluate`` compute; explain's layer-by-layer pass is not needed for them."""
+    from scratchcnn.engine import inference
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("explain ran for a prediction without details")
+
+    monkeypatch.setattr(explain, "trace", refuse)
+    monkeypatch.setattr(explain, "trace_with_saliency", refuse)
+    entry = served["fashion"]
+    data = png_bytes(fashion_test[0][0])
+    got = entry.predict(data, Limits(), top_k=3)
+    x, _ = entry.prepare(data, Limits())
+    with entry.replica() as model:
+        expected = inference.probabilities(model, x[None])[0]
+    assert got["probabilities"] == [float(p) for p in expected]
+
+
 def test_details_hold_the_input_maps_and_saliency(client, served, fashion_test):
     pixels = fashion_test[0][0]
     response = client.post("/api/predict", files={"image": ("a.png", png_bytes(pixels), "image/png")},

@@ -14,6 +14,7 @@ from scratchcnn.nn.losses import SoftmaxCrossEntropy
 from scratchcnn.nn.optimizers import SGD, Adam
 from scratchcnn.nn.presets import build_model
 from scratchcnn.engine.schedules import learning_rate
+from scratchcnn.apps.config import RunConfig
 from scratchcnn.apps.run import make_augment
 from scratchcnn.engine.training import Trainer
 
@@ -45,11 +46,14 @@ def test_early_stopping_stops_after_patience_and_restores_best_weights(digits, m
     model = compiled_model(digits)
     weights_after = {}
     bests = []
-    trainer, lines = quiet_trainer(
-        model, early_stopping=2, on_best=lambda tr: bests.append(tr.state.epoch),
-        on_epoch_end=lambda tr: weights_after.setdefault(
-            tr.state.epoch, {k: v.copy() for k, v in tr.model.named_arrays().items()}))
-    history = trainer.fit(digits.x_train, digits.y_train, 6, (digits.x_val, digits.y_val))
+    trainer, lines = quiet_trainer(model, early_stopping=2)
+
+    def record(epoch, row):
+        if trainer.state.best_epoch == epoch:  # the validation loss improved
+            bests.append(epoch)
+        weights_after.setdefault(epoch, {k: v.copy() for k, v in model.named_arrays().items()})
+
+    history = trainer.fit(digits.x_train, digits.y_train, 6, (digits.x_val, digits.y_val), callbacks=[record])
     st = trainer.state
     assert history["epoch"] == [1, 2, 3, 4] and history["val_loss"] == [1.0, 0.7, 0.7, 0.75]
     assert (st.stopped_early, st.best_epoch, st.best_val_loss, st.wait) == (True, 2, 0.7, 2)
@@ -153,13 +157,13 @@ def test_augment_flips_about_half_the_images_only_when_asked(rng):
 
 
 def test_cli_flips_fashion_only_and_fills_with_black(digits):
-    config = {"augment": True, "dataset": "digits"}
+    config = RunConfig.from_values({"augment": True, "dataset": "digits"})
     augment = make_augment(config, digits)
     black = (0.0 - digits.mean) / digits.std  # a 0 pixel after standardisation
     assert augment.flip is False and augment.max_shift == 2 and augment.fill == pytest.approx(black, rel=1e-6)
-    assert make_augment({**config, "dataset": "mnist"}, digits).flip is False
-    assert make_augment({**config, "dataset": "fashion"}, digits).flip is True
-    assert make_augment({**config, "augment": False}, digits) is None
+    assert make_augment(config.replace(dataset="mnist"), digits).flip is False
+    assert make_augment(config.replace(dataset="fashion"), digits).flip is True
+    assert make_augment(config.replace(augment=False), digits) is None
 
 
 def erased_boxes(x, out):
@@ -208,18 +212,20 @@ def test_random_erasing_draws_one_noisy_rectangle_within_the_papers_ranges(rng):
 
 def test_random_crop_pads_by_an_eighth_of_the_side_and_composes_with_erasing(digits):
     assert (crop_padding(32), crop_padding(28), crop_padding(8)) == (4, 3, 1)
-    config = {"augment": False, "random_crop": True, "random_erasing": 0.0, "dataset": "fashion"}
+    config = RunConfig.from_values({"dataset": "fashion", "random_crop": True})
     crop = make_augment(config, digits)
     assert isinstance(crop, Augment) and crop.max_shift == 1 and crop.flip is True
-    both = make_augment({**config, "random_erasing": 0.5}, digits)
+    both = make_augment(config.replace(random_erasing=0.5), digits)
     assert isinstance(both, Pipeline) and [type(t) for t in both.transforms] == [Augment, RandomErasing]
     assert both.transforms[1].p == 0.5 and both.transforms[1].area == (0.02, 0.4)
     x = digits.x_train[:64]
     out = both(x, np.random.default_rng([0, 1, 2]))
     np.testing.assert_array_equal(out, both(x, np.random.default_rng([0, 1, 2])))  # (seed, epoch, step) -> batch
-    erased_only = make_augment({**config, "random_crop": False, "random_erasing": 0.5}, digits)
+    erased_only = make_augment(config.replace(random_crop=False, random_erasing=0.5), digits)
     assert isinstance(erased_only, RandomErasing)
-    assert make_augment({**config, "random_crop": False}, digits) is None
+    assert make_augment(config.replace(random_crop=False), digits) is None
+    with pytest.raises(ConfigError, match="--augment and --random-crop both move the image"):
+        RunConfig.from_values({"augment": True, "random_crop": True})
 
 
 def test_trainer_augments_training_batches_only(digits):
@@ -263,3 +269,25 @@ def test_nan_or_infinite_inputs_are_refused(digits):
         trainer.fit(digits.x_train, np.where(digits.y_train == 9, 10, digits.y_train), 1)
     with pytest.raises(ConfigError, match=r"images of shape \(1, 9, 9\) do not fit a model built for"):
         trainer.fit(np.zeros((4, 1, 9, 9), np.float32), digits.y_train[:4], 1)
+
+
+# ----------------------------------------------------------------------------- epoch-end hooks
+
+def test_callbacks_see_every_epoch_row_and_may_stop_training(digits):
+    """``fit(callbacks=[...])``: each hook gets (epoch, history row) after every epoch; one returning True
+    (an Optuna pruner's "prune") ends training after that epoch, without marking the run stopped early."""
+    trainer, _ = quiet_trainer(compiled_model(digits))
+    seen = []
+
+    class Pruner:
+        def on_epoch_end(self, epoch, row):
+            seen.append((epoch, row["val_loss"]))
+            return epoch == 2
+
+    calls = []
+    history = trainer.fit(digits.x_train, digits.y_train, 5, (digits.x_val, digits.y_val),
+                          callbacks=[Pruner(), lambda epoch, row: calls.append(epoch)])
+    assert history["epoch"] == [1, 2] and calls == [1, 2]  # the later hook still saw epoch 2
+    assert seen == [(1, history["val_loss"][0]), (2, history["val_loss"][1])]
+    assert trainer.stopped_by_callback and not trainer.state.stopped_early and not trainer.state.interrupted
+    assert trainer.model.optimizer.t == 2 * -(-len(digits.y_train) // 32)  # two epochs of steps, no more

@@ -21,21 +21,19 @@ tools set OpenMP's spin time at start-up (``scratchcnn.apps.cli.configure_proces
 """
 from __future__ import annotations
 
-from kernels.api import CONV_BN_KERNELS, KERNELS, WINOGRAD_KERNELS
+from kernels.api import CONV_BN_KERNELS, KERNELS
 from kernels.host_memory import asarray, empty, synchronize, to_numpy, zeros
 from kernels.numba_cpu.activation import (add, add_relu_forward, dropout_backward, dropout_forward, relu_backward,
                                          relu_forward)
 from kernels.numba_cpu.bn_relu import (bn_relu_backward, bn_relu_forward, bn_relu_pool_backward,
                                       bn_relu_pool_forward)
-from kernels.numba_cpu.conv_bn import conv2d_backward, conv2d_forward
+from kernels.numba_cpu.conv_bn import conv2d_affine_backward, conv2d_affine_forward
 from kernels.numba_cpu.conv import bias_add_nchw, bias_grad_nchw, col2im, im2col
 from kernels.numba_cpu.gemm import bias_add, bias_grad, gemm
 from kernels.numba_cpu.loss import softmax_xent_backward, softmax_xent_forward
-from kernels.numba_cpu.norm import batchnorm_backward, batchnorm_forward
+from kernels.numba_cpu.norm import (batchnorm_backward, batchnorm_backward_affine, batchnorm_batch_affine,
+                                   batchnorm_forward, batchnorm_inference_affine)
 from kernels.numba_cpu.optim import adam_step, sgd_step
-from kernels.numba_cpu.winograd import (batched_gemm, winograd_filter_adjoint, winograd_filter_transform,
-                                        winograd_input_adjoint, winograd_input_transform,
-                                        winograd_output_adjoint, winograd_output_transform)
 from kernels.numba_cpu.pool import (conv_relu_pool_backward, conv_relu_pool_forward, global_avgpool_backward,
                                     global_avgpool_forward, maxpool_backward, maxpool_forward)
 
@@ -44,7 +42,6 @@ name = "cpu"
 SYNC_EVERY = 1          # the loss is already on the host: check it after every step
 FUSE_BY_DEFAULT = True  # fused Conv-ReLU-MaxPool saves passes over memory (scratchcnn.nn.plan)
 COMPILES = True         # kernels compile on first use (then load from the disk cache)
-WINOGRAD = True         # Winograd 3x3 convolution kernels (numba_cpu/winograd.py)
 CONV_BN = True          # per-image convolution with a folded-BN epilogue (numba_cpu/conv_bn.py)
 
-__all__ = [*KERNELS, *WINOGRAD_KERNELS, *CONV_BN_KERNELS]  # the contract, kernels/api.py
+__all__ = [*KERNELS, *CONV_BN_KERNELS]  # the contract, kernels/api.py

@@ -1,12 +1,12 @@
 """BLAS ``sgemm``/``dgemm`` called from Numba's threads, one tile of the output per thread.
 
 Which BLAS: Intel's MKL (the ``mkl`` package, its sequential layer) where it is
-installed, else SciPy's OpenBLAS; ``SCRATCHCNN_BLAS=mkl|openblas`` chooses. On
-the project's 2-core Xeon (AVX-512) MKL's single-threaded sgemm measured 105-144
-GFLOP/s at vgg-small's per-image convolution shapes (32 or 64 output channels
-by 288-576 by 224-840 positions) against OpenBLAS's 42-88 (2026-11-30,
-``benchmarks/README.md``). Both take the same Fortran arguments, so the compiled
-code only receives a different function address.
+installed, else SciPy's OpenBLAS; ``SCRATCHCNN_BLAS=mkl|openblas`` chooses. MKL
+first because its single-threaded sgemm is the faster at vgg-small's per-image
+convolution shapes, small and short (32 or 64 output channels by 288-576 by
+224-840 positions; the measured rates: ``benchmarks/README.md``, "Figures behind
+the code's choices"). Both take the same Fortran arguments, so the compiled code
+only receives a different function address.
 
 Why not ``numpy.matmul``: NumPy's OpenBLAS keeps its own thread pool, whose
 threads spin for a while after each product. On a machine with few cores they

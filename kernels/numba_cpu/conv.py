@@ -5,49 +5,9 @@ import numpy as np
 from numba import njit, prange
 
 from kernels.api import check_nchw, check_out, conv_output_size
+from kernels.numba_cpu.unfold import fold_plane, unfold_plane
 
 __all__ = ["im2col", "col2im", "bias_add_nchw", "bias_grad_nchw"]
-
-
-@njit(cache=True, inline="always")
-def _valid_range(out_size, size, offset, stride, padding):
-    """Output positions o whose input position o*stride + offset - padding lies in [0, size)."""
-    lo = min(out_size, max(0, (padding - offset + stride - 1) // stride))
-    hi = max(lo, min(out_size, (size - 1 + padding - offset) // stride + 1))
-    return lo, hi
-
-
-@njit(cache=True, inline="always")
-def unfold_plane(plane, kh, kw, stride, padding, h_out, w_out, cols, row0, col0):
-    """im2col of one (H, W) input plane: rows ``row0 .. row0 + kh*kw`` of ``cols``, columns ``col0 ..``.
-
-    One input plane's share of ``im2col``, so that each parallel task writes only its own rows.
-    """
-    h, w = plane.shape
-    p = h_out * w_out
-    for i in range(kh):
-        for j in range(kw):
-            row = cols[row0 + i * kw + j, col0:col0 + p]
-            lo, hi = _valid_range(w_out, w, j, stride, padding)
-            first = lo * stride + j - padding  # input column read by output column lo
-            for oh in range(h_out):
-                dst = row[oh * w_out:(oh + 1) * w_out]
-                ih = oh * stride + i - padding
-                if ih < 0 or ih >= h:
-                    dst[:] = 0
-                    continue
-                dst[:lo] = 0
-                dst[hi:] = 0
-                # Slices start at 0, so the copy loop has no negative index and vectorises.
-                # (One assignment per view: a tuple of views made this kernel 50% slower.)
-                src = plane[ih, first:]
-                inner = dst[lo:hi]
-                if stride == 1:
-                    for q in range(hi - lo):
-                        inner[q] = src[q]
-                else:
-                    for q in range(hi - lo):
-                        inner[q] = src[q * stride]
 
 
 @njit(parallel=True, cache=True)
@@ -73,31 +33,6 @@ def im2col(x, kh, kw, stride=1, padding=0, out=None):
     check_out(out, (c * kh * kw, n * h_out * w_out), x.dtype, "im2col out")
     _im2col_core(x, kh, kw, stride, padding, h_out, w_out, out)
     return out
-
-
-@njit(cache=True, inline="always")
-def fold_plane(cols, kh, kw, stride, padding, h_out, w_out, plane, row0, col0):
-    """col2im of one (H, W) plane: zero it, then add rows ``row0 .. row0 + kh*kw`` of ``cols`` (columns ``col0 ..``)."""
-    h, w = plane.shape
-    p = h_out * w_out
-    plane[:, :] = 0
-    for i in range(kh):
-        for j in range(kw):
-            row = cols[row0 + i * kw + j, col0:col0 + p]
-            lo, hi = _valid_range(w_out, w, j, stride, padding)
-            first = lo * stride + j - padding
-            for oh in range(h_out):
-                ih = oh * stride + i - padding
-                if ih < 0 or ih >= h:
-                    continue
-                src = row[oh * w_out + lo:oh * w_out + hi]
-                dst = plane[ih, first:]
-                if stride == 1:
-                    for q in range(hi - lo):
-                        dst[q] += src[q]
-                else:
-                    for q in range(hi - lo):
-                        dst[q * stride] += src[q]
 
 
 @njit(parallel=True, cache=True)

@@ -32,10 +32,9 @@ from numba import njit, prange
 
 from kernels.api import check_nchw, check_out, conv_output_size
 from kernels.numba_cpu import blas
-from kernels.numba_cpu.unfold import (fold_shifted, fold_strided, pad_image, unfold_shifted, unfold_strided,
-                                      unpad_image)
+from kernels.numba_cpu.unfold import fold_plane, fold_shifted, pad_image, unfold_plane, unfold_shifted, unpad_image
 
-__all__ = ["conv2d_forward", "conv2d_backward", "CHUNKS"]
+__all__ = ["conv2d_affine_forward", "conv2d_affine_backward", "CHUNKS"]
 
 CHUNKS = 8  # runs of images with their own weight-gradient partial sum (fixed: thread-count independent)
 
@@ -86,11 +85,12 @@ class _Geometry:
 
 @njit(cache=True, inline="always")
 def _unfold(image, padding, stride, kh, kw, wp, h_out, w_out, length, shifted, padded, cols):
-    pad_image(image, padding, wp, padded)
     if shifted:
+        pad_image(image, padding, wp, padded)
         unfold_shifted(padded, kh, kw, wp, length, cols)
     else:
-        unfold_strided(padded, kh, kw, stride, wp, h_out, w_out, cols)
+        for ch in range(image.shape[0]):
+            unfold_plane(image[ch], kh, kw, stride, padding, h_out, w_out, cols, ch * kh * kw, 0)
 
 
 @njit(parallel=True, cache=True, fastmath={"reassoc"})
@@ -123,8 +123,8 @@ def _forward_core(x, w2, scale, shift, relu, kh, kw, stride, padding, wp, h_out,
             stats[img, 1, ff] = squares
 
 
-def conv2d_forward(x, w, scale, shift, relu, stride=1, padding=0, out=None, stats=None):
-    """``act(scale * conv(x, w) + shift)`` in NCHW, and its per-channel sums; see ``numpy_ref.conv2d_forward``.
+def conv2d_affine_forward(x, w, scale, shift, relu, stride=1, padding=0, out=None, stats=None):
+    """``act(scale * conv(x, w) + shift)`` in NCHW, and its per-channel sums; see ``numpy_ref.conv2d_affine_forward``.
 
     Parallel over images, one im2col + BLAS call + epilogue per image (module docstring).
     """
@@ -132,13 +132,13 @@ def conv2d_forward(x, w, scale, shift, relu, stride=1, padding=0, out=None, stat
     shape = (geo.n, geo.f, geo.h_out, geo.w_out)
     if out is None:
         out = np.empty(shape, x.dtype)
-    check_out(out, shape, x.dtype, "conv2d_forward out")
+    check_out(out, shape, x.dtype, "conv2d_affine_forward out")
     per_image = _scratch("stats", (geo.n, 2, geo.f), np.float64)
     _forward_core(x, np.ascontiguousarray(w).reshape(geo.f, -1), scale, shift, bool(relu), geo.kh, geo.kw, stride,
                   padding, geo.wp, geo.h_out, geo.w_out, geo.grid_w, geo.shifted, out, per_image, geo.padded,
                   geo.cols, geo.grid, geo.args, geo.scalars, geo.address)
     if stats is not None:
-        check_out(stats, (2, geo.f), np.float64, "conv2d_forward stats")
+        check_out(stats, (2, geo.f), np.float64, "conv2d_affine_forward stats")
         np.sum(per_image, axis=0, out=stats)
     return out, stats
 
@@ -174,28 +174,29 @@ def _backward_core(g, z, g_scale, z_scale, shift, x, w2, kh, kw, stride, padding
                                 length, cols.ctypes.data, length, False, args[t], scalars[t])
                 if shifted:
                     fold_shifted(cols, kh, kw, wp, length, padded)
+                    unpad_image(padded, padding, wp, dx[img])
                 else:
-                    fold_strided(cols, kh, kw, stride, wp, h_out, w_out, padded)
-                unpad_image(padded, padding, wp, dx[img])
+                    for ch in range(x.shape[1]):
+                        fold_plane(cols, kh, kw, stride, padding, h_out, w_out, dx[img, ch], ch * kh * kw, 0)
 
 
-def conv2d_backward(g, z, g_scale, z_scale, shift, x, w, stride=1, padding=0, input_grad=True, dw=None,
+def conv2d_affine_backward(g, z, g_scale, z_scale, shift, x, w, stride=1, padding=0, input_grad=True, dw=None,
                     dx=None):
-    """dw and dx of a convolution with ``dz = g_scale*g + z_scale*z + shift``; see ``numpy_ref.conv2d_backward``.
+    """dw and dx of a convolution with ``dz = g_scale*g + z_scale*z + shift``; see ``numpy_ref.conv2d_affine_backward``.
 
     Parallel over ``CHUNKS`` runs of images (module docstring).
     """
     geo = _Geometry(x, w, stride, padding)
     shape = (geo.n, geo.f, geo.h_out, geo.w_out)
-    check_out(g, shape, x.dtype, "conv2d_backward g")
-    check_out(z, shape, x.dtype, "conv2d_backward z")
+    check_out(g, shape, x.dtype, "conv2d_affine_backward g")
+    check_out(z, shape, x.dtype, "conv2d_affine_backward z")
     if dw is None:
         dw = np.empty(w.shape, x.dtype)
-    check_out(dw, w.shape, x.dtype, "conv2d_backward dw")
+    check_out(dw, w.shape, x.dtype, "conv2d_affine_backward dw")
     if input_grad:
         if dx is None:
             dx = np.empty(x.shape, x.dtype)
-        check_out(dx, x.shape, x.dtype, "conv2d_backward dx")
+        check_out(dx, x.shape, x.dtype, "conv2d_affine_backward dx")
     ckk = geo.c * geo.kh * geo.kw
     dw_part = _scratch("dw_part", (min(CHUNKS, geo.n), geo.f, ckk), x.dtype)
     _backward_core(g, z, g_scale, z_scale, shift, x, np.ascontiguousarray(w).reshape(geo.f, -1), geo.kh, geo.kw,

@@ -6,7 +6,12 @@ import math
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["batchnorm_forward", "batchnorm_backward"]
+from kernels.numpy_ref.norm import batchnorm_backward_affine, batchnorm_batch_affine, batchnorm_inference_affine
+
+__all__ = ["batchnorm_forward", "batchnorm_backward", "batchnorm_batch_affine", "batchnorm_inference_affine",
+           "batchnorm_backward_affine"]
+# The three *_affine functions are the reference's: a few host operations on (C,) vectors,
+# where compiling would gain nothing and change the rounding.
 
 
 @njit(parallel=True, cache=True)
@@ -61,7 +66,7 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, momentum, eps, 
 
 
 @njit(parallel=True, cache=True)
-def _batchnorm_backward_core(dout, x_hat, inv_std, gamma, dgamma, dbeta, dx):
+def _batchnorm_backward_core(dout, x_hat, inv_std, gamma, dgamma, dbeta, dx, training):
     n, c, p = dout.shape
     m = n * p
     for ch in prange(c):
@@ -71,16 +76,22 @@ def _batchnorm_backward_core(dout, x_hat, inv_std, gamma, dgamma, dbeta, dx):
                 sum_d += dout[img, ch, q]
                 sum_dx += dout[img, ch, q] * x_hat[img, ch, q]
         dbeta[ch], dgamma[ch] = sum_d, sum_dx
-        scale = gamma[ch] * inv_std[ch] / m
-        for img in range(n):
-            for q in range(p):
-                dx[img, ch, q] = scale * (m * dout[img, ch, q] - sum_d - x_hat[img, ch, q] * sum_dx)
+        if training:
+            scale = gamma[ch] * inv_std[ch] / m
+            for img in range(n):
+                for q in range(p):
+                    dx[img, ch, q] = scale * (m * dout[img, ch, q] - sum_d - x_hat[img, ch, q] * sum_dx)
+        else:  # the statistics were constants: a per-channel scale
+            scale = gamma[ch] * inv_std[ch]
+            for img in range(n):
+                for q in range(p):
+                    dx[img, ch, q] = scale * dout[img, ch, q]
 
 
-def batchnorm_backward(dout, x_hat, inv_std, gamma, dgamma, dbeta, out=None):
+def batchnorm_backward(dout, x_hat, inv_std, gamma, dgamma, dbeta, out=None, training=True):
     """Batch normalisation backward; see ``numpy_ref.batchnorm_backward``."""
     if out is None:
         out = np.empty_like(dout)
     _batchnorm_backward_core(_as_ncp(dout), _as_ncp(x_hat), inv_std, gamma, dgamma, dbeta,
-                             _as_ncp(out))
+                             _as_ncp(out), bool(training))
     return out

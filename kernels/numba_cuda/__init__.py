@@ -57,7 +57,6 @@ name = "cuda"
 SYNC_EVERY = 50         # reading the loss waits for the GPU's queue to drain: read it every 50 steps
 FUSE_BY_DEFAULT = True  # fused Conv-ReLU-MaxPool saves passes over device memory (scratchcnn.nn.plan)
 COMPILES = True         # kernels compile on first use (then load from the disk cache)
-WINOGRAD = False        # no Winograd kernels yet: 3x3 convolutions stay on im2col + GEMM (docs/cuda.md)
 CONV_BN = False         # Conv-BN-ReLU runs layer by layer on the GPU (docs/cuda.md)
 
 __all__ = list(KERNELS)  # the contract, kernels/api.py

@@ -134,8 +134,9 @@ def _bn_backward_sums_k(partials, sums, dgamma, dbeta):
 
 
 @cuda.jit(cache=True)
-def _bn_backward_dx_k(dout, x_hat, inv_std, gamma, sums, m, dx):
-    """``dx = gamma*inv_std/m * (m*dout - sum(dout) - x_hat*sum(dout*x_hat))``, one element per thread.
+def _bn_backward_dx_k(dout, x_hat, inv_std, gamma, sums, m, training, dx):
+    """``dx = gamma*inv_std/m * (m*dout - sum(dout) - x_hat*sum(dout*x_hat))`` (training; inference:
+    ``gamma*inv_std*dout``), one element per thread.
 
     Launch: ``grid_1d(dout.size)`` (blocks of 256 threads), memory order (coalesced). Limit: bandwidth.
     """
@@ -145,11 +146,14 @@ def _bn_backward_dx_k(dout, x_hat, inv_std, gamma, sums, m, dx):
         t = e // p
         ch = t % c
         img = t // c
-        scale = gamma[ch] * inv_std[ch] / m
-        dx[img, ch, q] = scale * (m * dout[img, ch, q] - sums[0, ch] - x_hat[img, ch, q] * sums[1, ch])
+        if training:
+            scale = gamma[ch] * inv_std[ch] / m
+            dx[img, ch, q] = scale * (m * dout[img, ch, q] - sums[0, ch] - x_hat[img, ch, q] * sums[1, ch])
+        else:
+            dx[img, ch, q] = gamma[ch] * inv_std[ch] * dout[img, ch, q]
 
 
-def batchnorm_backward(dout, x_hat, inv_std, gamma, dgamma, dbeta, out=None):
+def batchnorm_backward(dout, x_hat, inv_std, gamma, dgamma, dbeta, out=None, training=True):
     """Batch normalisation backward; see ``numpy_ref.batchnorm_backward``.
 
     One pass for both sums (``_channel_partials_k`` mode 2), a finishing kernel, then ``_bn_backward_dx_k``.
@@ -164,5 +168,5 @@ def batchnorm_backward(dout, x_hat, inv_std, gamma, dgamma, dbeta, out=None):
     partials = _channel_partials(dout3, _SUM_AND_PRODUCT, y3=x_hat3)
     _launch.launch(_bn_backward_sums_k, *grid_1d(c), partials, sums, dgamma, dbeta)
     _launch.launch(_bn_backward_dx_k, *grid_1d(dout.size), dout3, x_hat3, inv_std, gamma, sums,
-                   n * p, _as_ncp(out))
+                   n * p, 1 if training else 0, _as_ncp(out))
     return out

@@ -6,14 +6,14 @@ only two passes over memory are needed if the kernels are cut differently:
 =========================  ==================================================================
 kernel                     computes
 =========================  ==================================================================
-``conv2d_forward``         ``out = act(scale * conv(x, w) + shift)`` straight into NCHW, and the
+``conv2d_affine_forward``         ``out = act(scale * conv(x, w) + shift)`` straight into NCHW, and the
                            per-channel sum and sum of squares of ``out`` (the batch statistics)
 ``bn_relu_forward``        ``relu(scale * z + shift)``: BN with its statistics folded into one
                            scale and shift per channel, then ReLU
 ``bn_relu_pool_forward``   the same, max-pooled
 ``bn_relu_backward``       the gradient through ReLU (and the pooling), and the two sums the BN
 ``bn_relu_pool_backward``  backward needs: ``sum(g)`` (= dbeta) and ``sum(g * x_hat)`` (= dgamma)
-``conv2d_backward``        ``dz = g_scale*g + z_scale*z + shift`` (the BN backward, which is
+``conv2d_affine_backward``        ``dz = g_scale*g + z_scale*z + shift`` (the BN backward, which is
                            linear in g and z per channel), then the convolution's weight and
                            input gradients
 =========================  ==================================================================
@@ -42,7 +42,7 @@ from kernels.numpy_ref.conv import col2im, im2col
 from kernels.numpy_ref.gemm import gemm
 from kernels.numpy_ref.pool import maxpool_backward, maxpool_forward
 
-__all__ = ["conv2d_forward", "conv2d_backward", "bn_relu_forward", "bn_relu_backward", "bn_relu_pool_forward",
+__all__ = ["conv2d_affine_forward", "conv2d_affine_backward", "bn_relu_forward", "bn_relu_backward", "bn_relu_pool_forward",
            "bn_relu_pool_backward"]
 
 
@@ -58,7 +58,7 @@ def _channel_sums(a, b=None):
     return np.stack([a.sum(axis=(0, 2, 3)), (a * b).sum(axis=(0, 2, 3))])
 
 
-def conv2d_forward(x, w, scale, shift, relu, stride=1, padding=0, out=None, stats=None):
+def conv2d_affine_forward(x, w, scale, shift, relu, stride=1, padding=0, out=None, stats=None):
     """A convolution with a per-channel affine epilogue, written in NCHW, and its output's statistics.
 
     Parameters
@@ -99,17 +99,17 @@ def conv2d_forward(x, w, scale, shift, relu, stride=1, padding=0, out=None, stat
     z = y.reshape(f, n, h_out, w_out).transpose(1, 0, 2, 3) * _channel(scale) + _channel(shift)
     if out is None:
         out = np.empty((n, f, h_out, w_out), x.dtype)
-    check_out(out, (n, f, h_out, w_out), x.dtype, "conv2d_forward out")
+    check_out(out, (n, f, h_out, w_out), x.dtype, "conv2d_affine_forward out")
     out[...] = z
     if relu:
         relu_forward(out, out=out)
     if stats is not None:
-        check_out(stats, (2, f), np.float64, "conv2d_forward stats")
+        check_out(stats, (2, f), np.float64, "conv2d_affine_forward stats")
         stats[...] = _channel_sums(out)
     return out, stats
 
 
-def conv2d_backward(g, z, g_scale, z_scale, shift, x, w, stride=1, padding=0, input_grad=True, dw=None,
+def conv2d_affine_backward(g, z, g_scale, z_scale, shift, x, w, stride=1, padding=0, input_grad=True, dw=None,
                     dx=None):
     """Weight and input gradients of a convolution whose output gradient is ``g_scale*g + z_scale*z + shift``.
 
@@ -148,7 +148,7 @@ def conv2d_backward(g, z, g_scale, z_scale, shift, x, w, stride=1, padding=0, in
     cols = im2col(x, kh, kw, stride, padding)
     if dw is None:
         dw = np.empty(w.shape, x.dtype)
-    check_out(dw, w.shape, x.dtype, "conv2d_backward dw")
+    check_out(dw, w.shape, x.dtype, "conv2d_affine_backward dw")
     dw[...] = gemm(dz_cm, cols, trans_b=True).reshape(w.shape)
     if not input_grad:
         return dw, None

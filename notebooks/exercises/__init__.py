@@ -25,15 +25,19 @@ deliberately wrong answers.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
+import sys
+import types
 
 import numpy as np
 
 __all__ = ["SOLUTIONS", "ExerciseFailed", "exercise", "check", "checker", "solution", "expect", "expect_close",
-           "chapter_of"]
+           "chapter_of", "run_answer", "PASSED"]
 
 SOLUTIONS = os.environ.get("SCRATCHCNN_SOLUTIONS", "") == "1"
 _CHECKS: dict = {}
+PASSED: set = set()  # the exercises whose check passed in this session: later cells may build on them
 
 
 class ExerciseFailed(AssertionError):
@@ -90,7 +94,88 @@ def check(exercise_id: str, answer) -> None:
         print(f"Exercise {exercise_id}: not attempted yet ({getattr(answer, '__name__', 'the answer')} raises "
               "NotImplementedError). Write it in the cell above, run that cell, then this one.")
         return
+    PASSED.add(exercise_id)
     print(f"Exercise {exercise_id} passed: {summary}")
+
+
+class _TooManySteps(Exception):
+    """Raised inside an answer by the line counter of :func:`run_answer` when it exceeds its budget."""
+
+
+def _code_objects(obj, seen=None) -> set:
+    """The code objects that run when ``obj`` is called: a function's (through ``__wrapped__`` decorators and
+    NumPy's dispatchers), a method's, every function of a class or a module."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return set()
+    seen.add(id(obj))
+    codes = set()
+    if isinstance(obj, types.ModuleType):
+        for value in vars(obj).values():
+            home = getattr(value, "__module__", None) or ""
+            if (home == obj.__name__ or home.startswith(obj.__name__ + ".")) and (inspect.isfunction(value) or
+                                                                                   inspect.isclass(value)):
+                codes |= _code_objects(value, seen)
+        return codes
+    if inspect.isclass(obj):
+        for value in vars(obj).values():
+            codes |= _code_objects(getattr(value, "__func__", value), seen)
+        return codes
+    for attribute in ("__code__",):
+        if isinstance(getattr(obj, attribute, None), types.CodeType):
+            codes.add(getattr(obj, attribute))
+    for attribute in ("__func__", "__wrapped__", "py_func", "fget"):
+        inner = getattr(obj, attribute, None)
+        if inner is not None and inner is not obj:
+            codes |= _code_objects(inner, seen)
+    return codes
+
+
+def run_answer(answer, *args, forbid: dict | None = None, line_budget: int | None = None, what: str = ""):
+    """Call ``answer(*args)`` while watching which functions it calls; return what it returns.
+
+    ``forbid`` maps a name to a function, class or module that the exercise asks the student
+    to write rather than call (the framework's own implementation); calling any of them, however
+    it was imported, fails the check with that name. ``line_budget`` bounds the Python lines the
+    answer may execute (a formula, not a loop over pixels). Functions are recognised by their code
+    objects through ``sys.settrace``, which is restored afterwards.
+
+    Raises
+    ------
+    ExerciseFailed
+        If the answer called a forbidden function or exceeded ``line_budget``.
+    """
+    codes = {}
+    for name, obj in (forbid or {}).items():
+        for code in _code_objects(obj):
+            codes.setdefault(code, name)
+    called, lines = [], [0]
+
+    def count_lines(frame, event, arg):
+        if event == "line":
+            lines[0] += 1
+            if lines[0] > line_budget:
+                raise _TooManySteps
+        return count_lines
+
+    def on_call(frame, event, arg):
+        if event == "call" and frame.f_code in codes:
+            called.append(codes[frame.f_code])
+        return count_lines if line_budget is not None else None
+
+    previous = sys.gettrace()
+    sys.settrace(on_call)
+    try:
+        result = answer(*args)
+    except _TooManySteps:
+        raise ExerciseFailed(f"{what or 'your answer'} ran more than {line_budget:,} lines of Python: it counts "
+                             "or loops where a formula is asked for") from None
+    finally:
+        sys.settrace(previous)
+    if called:
+        raise ExerciseFailed(f"your answer calls {called[0]}, the implementation this exercise asks you to write "
+                             "yourself; work it out from the formulas instead")
+    return result
 
 
 def expect(condition, message: str) -> None:

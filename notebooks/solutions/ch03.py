@@ -18,9 +18,13 @@ def maxpool_backward(dout, x, k):
     return dx
 
 
-def leaky_relu_backward(dout, x, alpha):
-    """Exercise 3.1: the slope is 1 where x > 0 and alpha elsewhere."""
-    return dout * np.where(x > 0, 1.0, alpha)
+def prelu_backward(dout, x, alpha):
+    """Exercise 3.1: out = x (x > 0) or alpha[c] x, so d out/d x is 1 or alpha[c], and d out/d alpha[c] is x
+    where x <= 0 (0 elsewhere); alpha[c] is shared by every image and position of channel c, so its
+    gradient sums over N, H and W."""
+    a = alpha[None, :, None, None]
+    negative = x <= 0
+    return dout * np.where(negative, a, 1.0), (dout * x * negative).sum(axis=(0, 2, 3))
 
 
-ANSWERS = {"3.2": maxpool_backward, "3.1": leaky_relu_backward}
+ANSWERS = {"3.2": maxpool_backward, "3.1": prelu_backward}

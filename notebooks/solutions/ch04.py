@@ -13,8 +13,11 @@ def softmax_xent(logits, labels):
 
 
 def dense_backward(x, W, dout):
-    """Exercise 4.1: dx = dout W^T, dW = x^T dout, db = sum over the batch of dout."""
-    return dout @ W.T, x.T @ dout, dout.sum(axis=0)
+    """Exercise 4.1: out[n, t] = x[n, t] W + b at every position, so dx = dout W^T position by position, and
+    W and b, shared by all positions, collect the sums dW = sum over n, t of x[n, t]^T dout[n, t] and
+    db = sum over n, t of dout[n, t]: the 2-D formulas on the (N*T, F) matrices."""
+    x2, dout2 = x.reshape(-1, x.shape[-1]), dout.reshape(-1, dout.shape[-1])
+    return dout @ W.T, x2.T @ dout2, dout2.sum(axis=0)
 
 
 ANSWERS = {"4.2": softmax_xent, "4.1": dense_backward}

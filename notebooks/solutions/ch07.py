@@ -12,12 +12,15 @@ def confusion_matrix(y_true, y_pred, num_classes):
 
 
 def receptive_field(stack):
-    """Exercise 7.2: r = 1 + sum over layers of (kernel - 1) * (product of the strides below)."""
-    size, jump = 1, 1
-    for kernel, stride in stack:
-        size += (kernel - 1) * jump
+    """Exercise 7.2: walking up, a layer (k, s, p, d) widens the field by d (k - 1) of its input cells, each
+    ``jump`` pixels apart, and moves the first window's start by -p cells; then cells are s times further
+    apart (Araujo, Norris & Sim, 2019, "Computing Receptive Fields of Convolutional Neural Networks")."""
+    size, start, jump = 1, 0, 1
+    for kernel, stride, padding, dilation in stack:
+        size += dilation * (kernel - 1) * jump
+        start -= padding * jump
         jump *= stride
-    return size
+    return size, start
 
 
 ANSWERS = {"7.1": confusion_matrix, "7.2": receptive_field}

@@ -10,18 +10,16 @@ def inverted_dropout(x, p, rng):
     return x * mask, mask
 
 
-def batchnorm_backward(dout, x, gamma, eps):
-    """Exercise 9.2: Ioffe & Szegedy (2015), Algorithm 1, differentiated; M = batch size.
-
-    dx = gamma / (M sqrt(var + eps)) * (M dout - dbeta - x_hat dgamma).
-    """
-    m = x.shape[0]
-    inv_std = 1.0 / np.sqrt(x.var(axis=0) + eps)
-    x_hat = (x - x.mean(axis=0)) * inv_std
-    dbeta = dout.sum(axis=0)
-    dgamma = (dout * x_hat).sum(axis=0)
-    dx = gamma * inv_std / m * (m * dout - dbeta - x_hat * dgamma)
-    return dx, dgamma, dbeta
+def layernorm_backward(dout, x, gamma, eps):
+    """Exercise 9.2: batch norm's derivation with the statistics over the F features of each row (Ba, Kiros &
+    Hinton, 2016): with g = gamma dout, dx = s/F (F g - sum_f g - x_hat sum_f g x_hat), s = (var + eps)^-1/2;
+    gamma and beta, per feature, sum over the batch."""
+    f = x.shape[1]
+    inv_std = 1.0 / np.sqrt(x.var(axis=1, keepdims=True) + eps)
+    x_hat = (x - x.mean(axis=1, keepdims=True)) * inv_std
+    g = dout * gamma
+    dx = inv_std / f * (f * g - g.sum(axis=1, keepdims=True) - x_hat * (g * x_hat).sum(axis=1, keepdims=True))
+    return dx, (dout * x_hat).sum(axis=0), dout.sum(axis=0)
 
 
-ANSWERS = {"9.1": inverted_dropout, "9.2": batchnorm_backward}
+ANSWERS = {"9.1": inverted_dropout, "9.2": layernorm_backward}

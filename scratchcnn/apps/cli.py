@@ -10,16 +10,15 @@ from scratchcnn.errors import ScratchCNNError
 
 __all__ = ["ArgumentParser", "positive_int", "positive_float", "fraction", "seed", "non_negative_float", "run_main", "configure_process",
            "set_openmp_defaults", "GOMP_SPINCOUNT", "EXIT_ERROR", "EXIT_USAGE", "EXIT_DIVERGED",
-           "EXIT_INTERRUPTED"]
+           "EXIT_INTERRUPTED", "EXIT_TERMINATED"]
 
-EXIT_ERROR, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 2, 3, 130
+# 130 and 143 are the shells' 128 + signal number for SIGINT and SIGTERM.
+EXIT_ERROR, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 3, 130, 143
 
 # How long an idle OpenMP thread of the cpu backend spins before it sleeps. Spinning makes the next
-# kernel start at once; sleeping leaves the cores to other work. Measured here, training images/s of
-# the default network (2 cores, median of interleaved runs), alone / beside two busy processes:
-# libgomp's default 300,000 spins 5,758 / 924; 100,000: 5,660 / 1,232; 10,000: 5,472 / 1,770;
-# 0 (OMP_WAIT_POLICY=PASSIVE): about 4,300 / 2,017. 10,000 keeps 95% of the speed alone and most
-# of it on a busy machine.
+# kernel start at once; sleeping leaves the cores to other work. 10,000 keeps nearly all of the speed
+# on a quiet machine and most of it on a busy one (the measurements: benchmarks/README.md, "Figures
+# behind the code's choices").
 GOMP_SPINCOUNT = "10000"
 
 

@@ -9,9 +9,10 @@ import numpy as np
 
 from scratchcnn.apps import metrics, plots
 from scratchcnn.files.fileio import atomic_write, atomic_write_text, write_json
-from scratchcnn.engine.training import HISTORY_KEYS, flip_averaged_probabilities, loss_and_accuracy, predict_logits
+from scratchcnn.engine.inference import flip_averaged_probabilities, loss_and_accuracy, predict_logits
+from scratchcnn.engine.training import HISTORY_KEYS
 
-__all__ = ["write_history_csv", "write_test_report", "display_images", "SAMPLE_COUNT", "METRICS_FILE"]
+__all__ = ["write_history_csv", "write_test_report", "data_files", "display_images", "SAMPLE_COUNT", "METRICS_FILE"]
 
 SAMPLE_COUNT = 40  # images in samples.png
 METRICS_FILE = "metrics.json"  # written last: its presence means every report is there
@@ -40,6 +41,13 @@ def display_images(x, mean, std) -> np.ndarray:
     return pixels[:, 0] if c == 1 else pixels.transpose(0, 2, 3, 1)
 
 
+def data_files(splits) -> dict:
+    """The files the data set was read from (absolute paths), as ``metrics.json`` records them."""
+    if not splits.files:  # digits ships inside scikit-learn
+        return {"digits": "sklearn.datasets.load_digits"}
+    return {key: str(Path(path).resolve()) for key, path in splits.files.items()}
+
+
 def _save_figure(fig, path: Path) -> None:
     """Write ``fig`` as PNG atomically (a killed or failed write leaves no half image) and close it."""
     try:
@@ -60,8 +68,9 @@ def write_test_report(run_dir, model, splits, history: dict, info: dict, log=pri
     scikit-learn's classification report.
     With ``tta_flip``, ``metrics.json`` also holds ``test_accuracy_flip_tta``: the
     accuracy of the mean prediction over each test image and its mirror image
-    (``training.flip_averaged_probabilities``); every other figure stays that of
-    the plain prediction.
+    (``inference.flip_averaged_probabilities``); every other figure stays that of
+    the plain prediction. ``metrics.json`` also records the data files the test
+    set was read from (``data_files``).
 
     Returns the metrics dict.
     """
@@ -70,7 +79,7 @@ def write_test_report(run_dir, model, splits, history: dict, info: dict, log=pri
     predictions = predict_logits(model, splits.x_test).argmax(axis=1)
     result = metrics.classification_metrics(splits.y_test, predictions, splits.class_names)
     log(metrics.report(splits.y_test, predictions, splits.class_names))
-    out = {**info, "test_accuracy": test_accuracy, "test_loss": test_loss,
+    out = {**info, "data_files": data_files(splits), "test_accuracy": test_accuracy, "test_loss": test_loss,
            "per_class": result["per_class"], "macro_avg": result["macro_avg"],
            "weighted_avg": result["weighted_avg"], "class_names": list(splits.class_names),
            "confusion_matrix": result["confusion_matrix"],

@@ -9,24 +9,32 @@
   training was complete but whose reports were not all written);
 - ``finish_run``: ``model.npz``, then the test-set reports (``scratchcnn.apps.report``).
 
-A run's options (``config``, keys ``RUN_OPTIONS``) are stored in every checkpoint,
-so a resumed run keeps them.
+A run's options (``config``, a ``scratchcnn.apps.config.RunConfig``) are stored in
+every checkpoint (``RunConfig.to_dict()``), so a resumed run keeps them; they are
+checked again when read back (``RunConfig.from_stored``).
+
+The run drives the trainer one epoch at a time (``Trainer.epochs``) and writes the
+checkpoint and the best model between epochs: the training loop knows nothing of run
+folders.
 """
 from __future__ import annotations
 
 import json
 import os
 import platform
+import signal
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from scratchcnn.apps.config import DEFAULT_EPOCHS, RESUME_OPTIONS, RUN_OPTIONS, RunConfig
 from scratchcnn.engine.augment import Augment, Pipeline, RandomErasing, crop_padding
 from scratchcnn.files.checkpoint import load_checkpoint, save_checkpoint
 from scratchcnn.data import load_dataset
-from scratchcnn.errors import ConfigError, ModelFileError, TrainingDiverged
+from scratchcnn.errors import ConfigError, TrainingDiverged
 from scratchcnn.files.loading import resolve_model_file
 from scratchcnn.nn.losses import SoftmaxCrossEntropy
 from scratchcnn.nn.optimizers import OPTIMIZERS
@@ -38,36 +46,29 @@ from scratchcnn.files.serialization import (BEST_MODEL_FILE, CHECKPOINT_FILE, EV
 from scratchcnn.engine.training import TrainState, Trainer
 from scratchcnn.files.transfer import init_from, parse_layer_choice, select_layers
 
-__all__ = ["RUN_OPTIONS", "RESUME_OPTIONS", "DEFAULT_EPOCHS", "RunOutcome", "start_run", "resume_run",
+__all__ = ["RunConfig", "RUN_OPTIONS", "RESUME_OPTIONS", "DEFAULT_EPOCHS", "RunOutcome", "start_run", "resume_run",
            "finish_run", "is_complete", "make_optimizer", "make_augment", "default_run_dir"]
-
-DEFAULT_EPOCHS = {"fashion": 5, "mnist": 3, "cifar10": 10, "digits": 30}
-# Options stored in a run's config; on --resume they come from the checkpoint.
-RUN_OPTIONS = ("dataset", "model", "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay",
-               "seed", "train_limit", "val_fraction", "augment", "lr_schedule", "early_stopping",
-               "save_best", "data_dir", "init_from", "init_layers", "freeze", "label_smoothing", "tta_flip",
-               "random_crop", "random_erasing")
-# Options added after the first checkpoints were written: absent from an older run's config means None.
-LATER_OPTIONS = ("init_from", "init_layers", "freeze")
-# Likewise, with these values.
-OPTION_DEFAULTS = {"label_smoothing": 0.0, "tta_flip": False, "random_crop": False, "random_erasing": 0.0}
-# The only run options that a resumed run may change (besides the backend and progress bars).
-RESUME_OPTIONS = ("epochs", "data_dir")
-
 
 @dataclass
 class RunOutcome:
     """How a call of ``start_run``/``resume_run`` ended.
 
     ``status`` is "finished" (trained and reported), "already complete" (a resumed
-    run with nothing left to do) or "interrupted" (Ctrl-C; a mid-epoch checkpoint
-    was saved). ``metrics`` is the dict written to ``metrics.json`` when finished.
+    run with nothing left to do) or "interrupted" (Ctrl-C or SIGTERM; a mid-epoch
+    checkpoint was saved; ``stop_signal`` says which). ``metrics`` is the dict written
+    to ``metrics.json`` when finished.
     """
 
     run_dir: Path
     status: str
     state: TrainState
     metrics: dict | None = None
+    stop_signal: int | None = None
+
+    @property
+    def signal_name(self) -> str:
+        """"SIGINT" or "SIGTERM" for an interrupted run, else ""."""
+        return signal.Signals(self.stop_signal).name if self.stop_signal else ""
 
 
 def default_run_dir(dataset: str) -> Path:
@@ -75,23 +76,24 @@ def default_run_dir(dataset: str) -> Path:
     return Path(f"runs/{dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
-def make_optimizer(config: dict):
+def make_optimizer(config: RunConfig):
     """The optimizer a run's config asks for (``optimizer``, ``lr``, ``momentum``, ``weight_decay``)."""
-    if config["optimizer"] == "sgd":
-        return OPTIMIZERS["SGD"](config["lr"], momentum=config["momentum"], weight_decay=config["weight_decay"])
-    return OPTIMIZERS["Adam"](config["lr"], weight_decay=config["weight_decay"])
+    if config.optimizer == "sgd":
+        return OPTIMIZERS["SGD"](config.lr, momentum=config.sgd_momentum, weight_decay=config.weight_decay)
+    return OPTIMIZERS["Adam"](config.lr, weight_decay=config.weight_decay)
 
 
-def make_augment(config: dict, splits):
+def make_augment(config, splits):
     """The run's augmentation (``scratchcnn.engine.augment``), or None when the config asks for none.
 
     ``augment``: shifts of up to 2 pixels (grey) or random crops of the image padded by 4
     (colour); ``random_crop``: random crops of the image zero-padded by ``crop_padding``
     pixels (4 on 32x32, 3 on 28x28); both with mirror images for fashion and cifar10. Then
     ``random_erasing`` (a probability, 0 for none): Zhong et al.'s random erasing with the
-    paper's area and aspect ranges.
+    paper's area and aspect ranges. ``config``: anything with those attributes and ``dataset``
+    (a ``RunConfig``).
     """
-    flip = config["dataset"] in ("fashion", "cifar10")
+    flip = config.dataset in ("fashion", "cifar10")
     if splits.input_shape[0] > 1:
         # Colour: the border is black after normalisation (He et al., 2016, "Deep Residual Learning",
         # Section 4.2, CIFAR-10: crops of the image padded by 4 pixels, and mirror images).
@@ -99,26 +101,26 @@ def make_augment(config: dict, splits):
     else:
         fill = float(splits.x_train.min())  # the normalised value of a 0 (black) pixel
     shift = None
-    if config.get("random_crop"):
+    if config.random_crop:
         shift = Augment(max_shift=crop_padding(splits.input_shape[-1]), flip=flip, fill=fill)
-    elif config["augment"]:
+    elif config.augment:
         shift = Augment(max_shift=4 if splits.input_shape[0] > 1 else 2, flip=flip, fill=fill)
     erase = None
-    if config.get("random_erasing"):
-        erase = RandomErasing(p=config["random_erasing"], mean=splits.mean, std=splits.std)
+    if config.random_erasing:
+        erase = RandomErasing(p=config.random_erasing, mean=splits.mean, std=splits.std)
     if shift is None or erase is None:
         return shift or erase
     return Pipeline(shift, erase)
 
 
-def start_run(config: dict, out=None, backend=None, progress: bool = True, log=print) -> RunOutcome:
+def start_run(config: RunConfig, out=None, backend=None, progress: bool = True, log=print) -> RunOutcome:
     """Train a new model as ``config`` says, into the run folder ``out``, and finish the run.
 
     Parameters
     ----------
-    config : dict with every key of ``RUN_OPTIONS``
-    out : path, optional; default ``default_run_dir(config["dataset"])``
-    backend : str, optional; see ``kernels.get``
+    config : RunConfig (checked)
+    out : path, optional; default ``default_run_dir(config.dataset)``
+    backend : str, optional; see ``kernels.get`` (default ``config.backend``)
     progress : bool, progress bars
     log : callable receiving each line to print
 
@@ -139,16 +141,15 @@ def start_run(config: dict, out=None, backend=None, progress: bool = True, log=p
     DataError, ModelFileError, kernels.BackendUnavailable
         As the data and model code raise them.
     """
-    run_dir = Path(out) if out else default_run_dir(config["dataset"])
+    run_dir = Path(out) if out else default_run_dir(config.dataset)
     _check_new_run_dir(run_dir)
-    config = dict(config)
     with RunFolder(run_dir):
         _check_new_run_dir(run_dir)  # again, now that no other process can be writing there
         splits = _load_data(config, progress)
-        model = build_model(config["model"], splits.input_shape, len(splits.class_names), seed=config["seed"],
-                            backend=backend)
+        model = build_model(config.model, splits.input_shape, len(splits.class_names), seed=config.seed,
+                            backend=backend or config.backend)
         apply_transfer(model, config, log)
-        model.compile(make_optimizer(config), SoftmaxCrossEntropy(config.get("label_smoothing", 0.0)))
+        model.compile(make_optimizer(config), SoftmaxCrossEntropy(config.label_smoothing))
         return _train_and_finish(run_dir, model, None, config, splits, progress, log)
 
 
@@ -177,7 +178,7 @@ def is_complete(run_dir, state: TrainState) -> bool:
         return False
 
 
-def apply_transfer(model, config: dict, log=print) -> None:
+def apply_transfer(model, config: RunConfig, log=print) -> None:
     """``init_from`` (with ``init_layers``) and ``freeze`` of a run's config, applied to a new model.
 
     ``init_from``: a run folder or model file whose matching layers are copied
@@ -193,18 +194,18 @@ def apply_transfer(model, config: dict, log=print) -> None:
     ModelFileError
         If the ``init_from`` file cannot be read.
     """
-    if config.get("init_from"):
-        layers = (select_layers(model, parse_layer_choice(config["init_layers"])) if config.get("init_layers")
+    if config.init_from:
+        layers = (select_layers(model, parse_layer_choice(config.init_layers)) if config.init_layers
                   else None)
-        log(init_from(model, resolve_model_file(config["init_from"]), layers).summary())
-    if config.get("freeze"):
-        names = select_layers(model, parse_layer_choice(config["freeze"]))
+        log(init_from(model, resolve_model_file(config.init_from), layers).summary())
+    if config.freeze:
+        names = select_layers(model, parse_layer_choice(config.freeze))
         if not names:  # --freeze 0
             return
         try:
             model.freeze(names)
         except ValueError as exc:
-            raise ConfigError(f"--freeze {config['freeze']}: {exc}") from None
+            raise ConfigError(f"--freeze {config.freeze}: {exc}") from None
         first = next(layer.name for layer in model.layers if layer.params and layer.trainable)
         log(f"frozen: {', '.join(names)} (no updates; backpropagation stops at {first})")
 
@@ -232,7 +233,8 @@ def resume_run(run_dir, epochs=None, data_dir=None, backend=None, progress: bool
     FolderBusy
         If another process holds the folder.
     ModelFileError
-        If the checkpoint cannot be loaded or its config lacks a run option.
+        If the checkpoint cannot be loaded, or its stored options lack one, name an
+        unknown one or hold a value the command line would refuse (``RunConfig.from_stored``).
     TrainingDiverged
         As for ``start_run``.
     """
@@ -246,22 +248,17 @@ def resume_run(run_dir, epochs=None, data_dir=None, backend=None, progress: bool
 
 
 def _resume(run_dir: Path, epochs, data_dir, backend, progress: bool, log) -> RunOutcome:
-    model, state, config = load_checkpoint(run_dir / CHECKPOINT_FILE, backend=backend)
-    for key in LATER_OPTIONS:
-        config.setdefault(key, None)
-    config = {**OPTION_DEFAULTS, **config}
-    model.loss.label_smoothing = float(config["label_smoothing"])  # checkpoints restore a plain loss
-    missing = [key for key in RUN_OPTIONS if key not in config]
-    if missing:
-        raise ModelFileError(f"{run_dir / CHECKPOINT_FILE}: the run's config lacks {', '.join(missing)}")
+    model, state, stored = load_checkpoint(run_dir / CHECKPOINT_FILE, backend=backend)
+    config = RunConfig.from_stored(stored, run_dir / CHECKPOINT_FILE)
+    model.loss.label_smoothing = config.label_smoothing  # checkpoints restore a plain loss
     if data_dir:
-        config["data_dir"] = data_dir
+        config = config.replace(data_dir=data_dir)
     if epochs:
         if epochs < state.epoch:
             raise ConfigError(f"--epochs {epochs}: the run in {run_dir} has already completed "
                               f"{state.epoch} epochs")
-        config["epochs"] = epochs
-    trained = state.epoch >= config["epochs"] or state.stopped_early
+        config = config.replace(epochs=epochs)
+    trained = state.epoch >= config.epochs or state.stopped_early
     if trained and is_complete(run_dir, state):
         log(f"{run_dir} is complete ({state.epoch} epochs); nothing to do (to train longer, pass a "
             f"larger --epochs; to re-compute its test metrics: python -m scratchcnn.evaluate {run_dir})")
@@ -276,72 +273,70 @@ def _resume(run_dir: Path, epochs, data_dir, backend, progress: bool, log) -> Ru
     return _train_and_finish(run_dir, model, state, config, splits, progress, log)
 
 
-def _load_data(config: dict, progress: bool):
-    return load_dataset(config["dataset"], config["data_dir"], val_fraction=config["val_fraction"],
-                        train_limit=config["train_limit"], seed=config["seed"], progress=progress)
+def _load_data(config: RunConfig, progress: bool):
+    return load_dataset(config.dataset, config.data_dir, val_fraction=config.val_fraction,
+                        train_limit=config.train_limit, seed=config.seed, progress=progress)
 
 
-def _normalization(config: dict, splits) -> dict:
-    return {"mean": splits.mean, "std": splits.std, "scale": 255.0 if config["dataset"] != "digits" else 16.0}
+def _normalization(config: RunConfig, splits) -> dict:
+    return {"mean": splits.mean, "std": splits.std, "scale": 255.0 if config.dataset != "digits" else 16.0}
 
 
-def _train_and_finish(run_dir: Path, model, state, config: dict, splits, progress: bool, log) -> RunOutcome:
-    """Train ``model`` to ``config["epochs"]`` with a checkpoint after every epoch, then ``finish_run``."""
-    config["backend"] = model.K.name
+def _train_and_finish(run_dir: Path, model, state, config: RunConfig, splits, progress: bool,
+                      log) -> RunOutcome:
+    """Train ``model`` to ``config.epochs`` with a checkpoint after every epoch, then ``finish_run``."""
+    config = config.replace(backend=model.K.name)
     normalization = _normalization(config, splits)
-    log(f"{config['dataset']}: {len(splits.y_train)} train, {len(splits.y_val)} validation, "
+    stored = config.to_dict()
+    log(f"{config.dataset}: {len(splits.y_train)} train, {len(splits.y_val)} validation, "
         f"{len(splits.y_test)} test images; backend {model.K.name}; run folder {run_dir}")
     log(model.summary())
     if model.frozen:
         trainable = sum(int(np.prod(p.shape)) for _, p, _ in model.parameters())
         log(f"Trainable params: {trainable:,} ({len(model.frozen)} frozen layers)")
-
-    def on_epoch_end(trainer):
-        save_checkpoint(run_dir / CHECKPOINT_FILE, model, trainer.state, config)
-
-    def on_best(trainer):
-        if config["save_best"] or config["early_stopping"]:
-            save_model(run_dir / BEST_MODEL_FILE, model, splits.class_names, normalization,
-                       dataset=config["dataset"], epoch=trainer.state.epoch)
-
-    trainer = Trainer(model, batch_size=config["batch_size"], seed=config["seed"], base_lr=config["lr"],
-                      lr_schedule=config["lr_schedule"], augment=make_augment(config, splits),
-                      early_stopping=config["early_stopping"], progress=progress,
-                      on_epoch_end=on_epoch_end, on_best=on_best, log=log, state=state)
-    if state is not None and config["early_stopping"] and (run_dir / BEST_MODEL_FILE).exists():
+    trainer = Trainer.from_config(model, config, augment=make_augment(config, splits), progress=progress,
+                                  log=log, state=state)
+    if state is not None and config.early_stopping and (run_dir / BEST_MODEL_FILE).exists():
         _, arrays = read_archive(run_dir / BEST_MODEL_FILE, MODEL_FORMAT)
         trainer.best_weights = param_arrays(arrays)
+    keep_best = config.save_best or config.early_stopping
     try:
-        trainer.fit(splits.x_train, splits.y_train, config["epochs"], (splits.x_val, splits.y_val))
+        with closing(trainer.epochs(splits.x_train, splits.y_train, config.epochs,
+                                    (splits.x_val, splits.y_val))) as epochs:
+            for _ in epochs:
+                if keep_best and trainer.state.best_epoch == trainer.state.epoch:  # validation loss improved
+                    save_model(run_dir / BEST_MODEL_FILE, model, splits.class_names, normalization,
+                               dataset=config.dataset, epoch=trainer.state.epoch)
+                save_checkpoint(run_dir / CHECKPOINT_FILE, model, trainer.state, stored)
     except TrainingDiverged as exc:
         kept = (f"the last good checkpoint is {run_dir / CHECKPOINT_FILE}" if (run_dir / CHECKPOINT_FILE).exists()
                 else "no epoch completed, so there is no checkpoint")
         raise TrainingDiverged(f"{exc}; {kept}") from None
     if trainer.state.interrupted:
-        save_checkpoint(run_dir / CHECKPOINT_FILE, model, trainer.state, config)
-        return RunOutcome(run_dir, "interrupted", trainer.state)
+        save_checkpoint(run_dir / CHECKPOINT_FILE, model, trainer.state, stored)
+        return RunOutcome(run_dir, "interrupted", trainer.state, stop_signal=trainer.stop_signal)
     metrics = finish_run(run_dir, model, splits, trainer.state, config, log)
     return RunOutcome(run_dir, "finished", trainer.state, metrics)
 
 
-def finish_run(run_dir, model, splits, state: TrainState, config: dict, log=print) -> dict:
+def finish_run(run_dir, model, splits, state: TrainState, config: RunConfig, log=print) -> dict:
     """Write a trained run's ``model.npz``, then its test-set reports (``scratchcnn.apps.report``).
 
     Returns the metrics dict written to ``metrics.json``.
     """
     run_dir = Path(run_dir)
     save_model(run_dir / MODEL_FILE, model, splits.class_names, _normalization(config, splits),
-               dataset=config["dataset"], epoch=state.epoch)
+               dataset=config.dataset, epoch=state.epoch)
     per_second = state.train_images / state.train_seconds if state.train_seconds else None
-    info = {"dataset": config["dataset"], "model": config["model"], "epochs": config["epochs"],
+    info = {"dataset": config.dataset, "model": config.model, "epochs": config.epochs,
             "epochs_completed": state.epoch, "stopped_early": state.stopped_early, "best_epoch": state.best_epoch,
-            "batch_size": config["batch_size"], "lr": config["lr"], "seed": config["seed"],
+            "batch_size": config.batch_size, "lr": config.lr, "seed": config.seed,
             "backend": model.K.name, "train_images": len(splits.y_train), "val_images": len(splits.y_val),
             "test_images": len(splits.y_test), "train_seconds": state.train_seconds,
-            "train_images_per_second": per_second, "compile_seconds": state.compile_seconds, "config": config, "parameters": model.num_params(),
+            "train_images_per_second": per_second, "compile_seconds": state.compile_seconds,
+            "config": config.replace(backend=model.K.name).to_dict(), "parameters": model.num_params(),
             "machine": machine()}
-    metrics = write_test_report(run_dir, model, splits, state.history, info, log=log,
-                                tta_flip=config.get("tta_flip", False))
+    metrics = write_test_report(run_dir, model, splits, state.history, info, log=log, tta_flip=config.tta_flip)
     # Compiling (a first run's warm-up) is reported apart: it is not training time.
     compiling = f", after {state.compile_seconds:.1f} s compiling kernels" if state.compile_seconds >= 0.05 else ""
     log(f"test accuracy {metrics['test_accuracy']:.4f}  test loss {metrics['test_loss']:.4f}  "

@@ -17,6 +17,7 @@ function                    what
 ``feature_maps``            each convolution's output after its ReLU, by conv name
 ``saliency``                d(class logit)/d(input pixels) by the layers' backward
 ``trace_with_saliency``     both from one forward pass
+``unit_breakdown``          one output unit of any layer that explains its units (``Layer.explain_unit``)
 ``conv_unit_breakdown``     one conv output: patch, kernels, products, sum, bias, ReLU
 ``pool_unit_breakdown``     one max-pool output: its window and which input won
 ==========================  =======================================================
@@ -34,14 +35,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scratchcnn.nn.layers import BatchNorm1D, BatchNorm2D, Conv2D, Dropout, MaxPool2D, ReLU
+from scratchcnn.nn.layers import Conv2D, MaxPool2D, ReLU
 
-__all__ = ["Trace", "trace", "feature_maps", "saliency", "trace_with_saliency", "conv_unit_breakdown",
-           "pool_unit_breakdown"]
-
-# Layers that act on each value (or channel) separately: between a convolution and its ReLU they
-# keep the spatial layout, so a conv pixel's value can be followed through them.
-_ELEMENTWISE = (BatchNorm2D, ReLU, Dropout)
+__all__ = ["Trace", "trace", "feature_maps", "saliency", "trace_with_saliency", "unit_breakdown",
+           "conv_unit_breakdown", "pool_unit_breakdown"]
 
 
 @dataclass
@@ -127,11 +124,12 @@ def trace(model, x) -> Trace:
 
 
 def _activation_after(model, i: int) -> int:
-    """Index of the ReLU that ends the elementwise run after layer ``i`` (a conv), or -1 if none."""
+    """Index of the ReLU that ends the run of elementwise layers (``Layer.elementwise``: they keep
+    the spatial layout, so a unit's value can be followed through them) after layer ``i``, or -1."""
     for j in range(i + 1, len(model.layers)):
         if isinstance(model.layers[j], ReLU):
             return j
-        if not isinstance(model.layers[j], _ELEMENTWISE):
+        if not model.layers[j].elementwise:
             return -1
     return -1
 
@@ -161,18 +159,6 @@ def feature_maps(model, x=None, traced: Trace | None = None) -> dict[str, np.nda
             j = _activation_after(model, i)
             maps[layer.name] = traced.outputs[j if j >= 0 else i]
     return maps
-
-
-def _batchnorm_eval_backward(layer, dout, K):
-    """dL/dx of inference-mode batch normalisation, ``y = gamma * (x - mean) / sqrt(var + eps) + beta``
-    with the running statistics: a per-channel scale, so ``dx = dout * gamma / sqrt(var + eps)``.
-    (The layer's own backward is the training-mode one, which also differentiates the batch statistics.)"""
-    d = np.array(K.to_numpy(dout))
-    gamma = np.asarray(K.to_numpy(layer.params["gamma"]), d.dtype)
-    var = np.asarray(K.to_numpy(layer.buffers["running_var"]), d.dtype)
-    scale = gamma / np.sqrt(var + d.dtype.type(layer.eps))
-    shape = (1, -1) + (1,) * (d.ndim - 2)
-    return K.asarray(d * scale.reshape(shape))
 
 
 def saliency(model, x, target=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -230,12 +216,8 @@ def trace_with_saliency(model, x, target=None, keep: bool = True) -> tuple[np.nd
     first.requires_input_grad = True
     try:
         dout = K.asarray(seed)
-        for layer in reversed(model.layers):
-            if isinstance(layer, (BatchNorm1D, BatchNorm2D)):
-                layer._cache.clear()  # the forward pass cached training-mode terms this path does not use
-                dout = _batchnorm_eval_backward(layer, dout, K)
-            else:
-                dout = layer.backward(dout)
+        for layer in reversed(model.layers):  # inference-mode gradients (BatchNorm: a per-channel scale)
+            dout = layer.backward(dout)
         grad = np.array(K.to_numpy(dout))
     finally:
         first.requires_input_grad = old
@@ -253,6 +235,41 @@ def _unit(traced: Trace, name: str, image: int, channel: int, row: int, col: int
         if not 0 <= value < size:
             raise ValueError(f"{name}: {what} {value} out of range [0, {size})")
     return out
+
+
+def unit_breakdown(model, traced: Trace, name: str, channel: int, row: int, col: int, image: int = 0) -> dict:
+    """How layer ``name`` computed its output at (channel, row, col): the layer's own ``explain_unit``,
+    followed by the elementwise layers up to the ReLU after it.
+
+    Parameters
+    ----------
+    model : Sequential
+    traced : Trace of ``model`` (``trace(model, x)``)
+    name : str, a layer's name, e.g. "conv2d_0"
+    channel, row, col : int, the output unit (pixels of the layer's output map)
+    image : int, which image of the batch
+
+    Returns
+    -------
+    dict: ``layer``, ``channel``, ``row``, ``col``, then the layer's breakdown (``kind`` names it:
+    ``Conv2D.explain_unit``, ``MaxPool2D.explain_unit``), and ``after``: a list of ``(layer name,
+    class name, value)`` for the elementwise layers (BatchNorm2D, ReLU) that follow up to the ReLU,
+    ending with the value the feature map shows (empty when no ReLU follows that way).
+
+    Raises
+    ------
+    KeyError if there is no layer ``name``; ValueError if that layer explains no unit or a
+    coordinate is out of range.
+    """
+    i = traced.index(name)
+    layer = model.layers[i]
+    out = _unit(traced, name, image, channel, row, col)
+    parts = layer.explain_unit(traced.input_of(name), out, image, channel, row, col)
+    if parts is None:
+        raise ValueError(f"layer {name!r} is a {type(layer).__name__}, which has no unit breakdown")
+    after = [(traced.names[k], type(model.layers[k]).__name__, float(traced.outputs[k][image, channel, row, col]))
+             for k in range(i + 1, _activation_after(model, i) + 1)]
+    return {"layer": name, "channel": channel, "row": row, "col": col, **parts, "after": after}
 
 
 def conv_unit_breakdown(model, traced: Trace, name: str, channel: int, row: int, col: int,
@@ -288,31 +305,10 @@ def conv_unit_breakdown(model, traced: Trace, name: str, channel: int, row: int,
     KeyError if there is no layer ``name``; ValueError if it is not a Conv2D or a coordinate
     is out of range.
     """
-    i = traced.index(name)
-    layer = model.layers[i]
+    layer = model.layers[traced.index(name)]
     if not isinstance(layer, Conv2D):
         raise ValueError(f"layer {name!r} is a {type(layer).__name__}, not a Conv2D")
-    out = _unit(traced, name, image, channel, row, col)
-    x = traced.input_of(name)[image].astype(np.float64)
-    kh, kw = layer.kernel_size
-    s, p = layer.stride, layer.padding
-    padded = np.pad(x, ((0, 0), (p, p), (p, p)))
-    patch = padded[:, row * s:row * s + kh, col * s:col * s + kw]
-    kernels = np.asarray(model.K.to_numpy(layer.params["W"]), np.float64)[channel]
-    bias = float(np.asarray(model.K.to_numpy(layer.params["b"]))[channel]) if layer.bias else 0.0
-    products = patch * kernels
-    channel_sums = products.sum(axis=(1, 2))
-    total = float(channel_sums.sum())
-    after = []
-    j = _activation_after(model, i)
-    for k in range(i + 1, j + 1):
-        after.append((traced.names[k], type(model.layers[k]).__name__,
-                      float(traced.outputs[k][image, channel, row, col])))
-    return {"layer": name, "channel": channel, "row": row, "col": col, "stride": s, "padding": p,
-            "origin": (row * s - p, col * s - p), "patch": patch, "kernels": kernels,
-            "products": products, "channel_sums": channel_sums, "sum": total, "bias": bias,
-            "output": total + bias, "framework_output": float(out[image, channel, row, col]),
-            "after": after}
+    return unit_breakdown(model, traced, name, channel, row, col, image)
 
 
 def pool_unit_breakdown(model, traced: Trace, name: str, channel: int, row: int, col: int,
@@ -337,14 +333,7 @@ def pool_unit_breakdown(model, traced: Trace, name: str, channel: int, row: int,
     KeyError if there is no layer ``name``; ValueError if it is not a MaxPool2D or a
     coordinate is out of range.
     """
-    i = traced.index(name)
-    layer = model.layers[i]
+    layer = model.layers[traced.index(name)]
     if not isinstance(layer, MaxPool2D):
         raise ValueError(f"layer {name!r} is a {type(layer).__name__}, not a MaxPool2D")
-    out = _unit(traced, name, image, channel, row, col)
-    k, s = layer.kernel_size, layer.stride
-    window = traced.input_of(name)[image, channel, row * s:row * s + k, col * s:col * s + k].astype(np.float64)
-    u, v = np.unravel_index(int(np.argmax(window)), window.shape)
-    return {"layer": name, "channel": channel, "row": row, "col": col, "origin": (row * s, col * s),
-            "window": window, "winner": (int(u), int(v)), "output": float(window[u, v]),
-            "framework_output": float(out[image, channel, row, col])}
+    return unit_breakdown(model, traced, name, channel, row, col, image)

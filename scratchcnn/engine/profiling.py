@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kernels.api import CONV_BN_KERNELS, KERNELS, WINOGRAD_KERNELS
+from kernels.api import CONV_BN_KERNELS, KERNELS
+from kernels.compile_log import CompileLog
 from scratchcnn.errors import ConfigError
-from scratchcnn.nn.plan import step_layers
 
 __all__ = ["synthetic_batch", "time_calls", "train_step", "preserved", "training_throughput",
            "inference_throughput", "LayerTime", "layer_profile", "kernel_profile", "format_profile",
@@ -179,7 +179,7 @@ class LayerTime:
 
 
 def _step_name(step) -> str:
-    return "+".join(layer.name for layer in step_layers(step))
+    return "+".join(layer.name for layer in step.layers)
 
 
 def layer_profile(model, x, y, repeats: int = 10, warmup: int = 2) -> list[LayerTime]:
@@ -237,7 +237,7 @@ class _TimedKernels:
 
     def __getattr__(self, name):
         value = getattr(self._K, name)
-        if name not in KERNELS + WINOGRAD_KERNELS + CONV_BN_KERNELS or name == "synchronize":
+        if name not in KERNELS + CONV_BN_KERNELS or name == "synchronize":
             return value
 
         def timed(*args, **kwargs):
@@ -300,56 +300,3 @@ def format_profile(rows: list[LayerTime]) -> str:
     lines.append(f"| **sum** | {sum(r.forward for r in rows) * 1e3:.2f} | "
                  f"{sum(r.backward for r in rows) * 1e3:.2f} | {step * 1e3:.2f} | 100% |")
     return "\n".join(lines)
-
-
-class CompileLog:
-    """Records the Numba compilations that happen inside a ``with`` block.
-
-    Attributes (after the block)
-    ----------------------------
-    names : list of str
-        Qualified names of the Python functions compiled (one per signature),
-        including Numba's own helpers compiled on the way; a cache hit is not a compilation.
-    seconds : float
-        Wall-clock seconds spent compiling (outermost compilations only, so nested ones count once).
-
-    >>> with CompileLog() as log:  # doctest: +SKIP
-    ...     kernels.get("cpu").relu_forward(np.zeros(3, np.float32))
-    >>> log.names, log.seconds  # doctest: +SKIP
-    (['_relu_forward_core'], 0.8)   # or ([], 0.0) when loaded from the cache
-    """
-
-    def __init__(self, on_first=None):
-        """``on_first()``, if given, is called once, as the first compilation in the block starts."""
-        self.names: list[str] = []
-        self.seconds = 0.0
-        self._on_first = on_first
-        self._depth, self._start, self._listener = 0, 0.0, None
-
-    def __enter__(self) -> "CompileLog":
-        from numba.core import event
-
-        log = self
-
-        class Listener(event.Listener):
-            def on_start(self, ev):
-                if log._depth == 0:
-                    if not log.names and log._on_first is not None:
-                        log._on_first()
-                    log._start = _now()
-                log._depth += 1
-                log.names.append(ev.data["dispatcher"].py_func.__qualname__)
-
-            def on_end(self, ev):
-                log._depth -= 1
-                if log._depth == 0:
-                    log.seconds += _now() - log._start
-
-        self._listener = Listener()
-        event.register("numba:compile", self._listener)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        from numba.core import event
-
-        event.unregister("numba:compile", self._listener)

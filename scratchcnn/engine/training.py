@@ -1,4 +1,7 @@
-"""The training loop: mini-batch gradient descent with validation, early stopping and resumable state."""
+"""The training loop: mini-batch gradient descent with validation, early stopping and resumable state.
+
+Inference (logits, probabilities, loss and accuracy) is ``scratchcnn.engine.inference``.
+"""
 from __future__ import annotations
 
 import math
@@ -9,11 +12,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm  # the text bar: it needs no ipywidgets in a notebook
 
-from scratchcnn.errors import ConfigError, TrainingDiverged
-from scratchcnn.nn.losses import SoftmaxCrossEntropy
+from scratchcnn.engine.inference import loss_and_accuracy
 from scratchcnn.engine.schedules import learning_rate
+from scratchcnn.errors import ConfigError, TrainingDiverged
 
-__all__ = ["TrainState", "Trainer", "fit", "loss_and_accuracy", "predict_logits", "HISTORY_KEYS"]
+__all__ = ["TrainState", "Trainer", "fit", "HISTORY_KEYS"]
 
 HISTORY_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds",
                 "images_per_second")
@@ -89,53 +92,6 @@ def _batches(n: int, batch_size: int):
     return range(0, n, batch_size)
 
 
-def loss_and_accuracy(model, x, y, batch_size: int = 256) -> tuple[float, float]:
-    """Mean loss and accuracy of ``model`` on (x, y) in inference mode (``Sequential.evaluate``).
-
-    x : (N, C, H, W) float32 host array; y : (N,) int64. Returns ``(loss, accuracy)``
-    as floats (NaN for an empty set).
-    """
-    if len(y) == 0:
-        return math.nan, math.nan
-    K = model.ensure_built(x.shape[1:]).K
-    # The plain cross-entropy, also when training smooths the labels: comparable across runs.
-    smoothed = getattr(model.loss, "label_smoothing", 0.0)
-    loss_fn = model.loss if model.loss is not None and not smoothed else SoftmaxCrossEntropy().to(K)
-    starts = _batches(len(y), batch_size)
-    stats = K.zeros((len(starts), 2), np.float64)
-    for i, start in enumerate(starts):
-        xb = K.asarray(x[start:start + batch_size])
-        yb = K.asarray(y[start:start + batch_size])
-        loss_fn.forward(model.forward(xb, training=False), yb, stats=stats[i])
-    total = K.to_numpy(stats).sum(axis=0)
-    return float(total[0] / len(y)), float(total[1] / len(y))
-
-
-def flip_averaged_probabilities(model, x, batch_size: int = 256) -> np.ndarray:
-    """Test-time augmentation: the mean of the softmax of ``x`` and of ``x`` mirrored left-right.
-
-    x : (N, C, H, W) float32 host array; returns (N, num_classes) float64 probabilities.
-    Meant for models trained with horizontal flips (Fashion-MNIST with ``--augment``),
-    as in Krizhevsky et al., 2012 ("ImageNet Classification with Deep CNNs", Section 4.1),
-    who average the predictions over an image and its reflection.
-    """
-    total = 0.0
-    for images in (x, np.ascontiguousarray(x[..., ::-1])):
-        logits = predict_logits(model, images, batch_size).astype(np.float64)
-        logits -= logits.max(axis=1, keepdims=True)
-        probs = np.exp(logits)
-        total = total + probs / probs.sum(axis=1, keepdims=True)
-    return total / 2
-
-
-def predict_logits(model, x, batch_size: int = 256) -> np.ndarray:
-    """Logits (N, num_classes) float32 on the host for x (N, C, H, W), inference mode."""
-    K = model.ensure_built(x.shape[1:]).K
-    parts = [np.array(K.to_numpy(model.forward(K.asarray(x[s:s + batch_size]), training=False)))
-             for s in _batches(len(x), batch_size)]
-    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
-
-
 class Trainer:
     """Runs epochs of mini-batch training on a compiled ``Sequential``.
 
@@ -159,17 +115,18 @@ class Trainer:
         restore the best weights (Keras' ``EarlyStopping(restore_best_weights=True)``).
     progress : bool
         Show a tqdm bar per epoch with the running loss and accuracy.
-    on_epoch_end : callable, optional
-        ``on_epoch_end(trainer)`` after each epoch (the CLI writes checkpoints there).
-    on_best : callable, optional
-        ``on_best(trainer)`` when the validation loss improves (``--save-best``).
     log : callable
         Receives the one-line summary of each epoch.
+    state : TrainState, optional
+        Where to continue from (a checkpoint's); default a new run.
+
+    Ctrl-C (SIGINT) or SIGTERM during ``fit`` stops the loop at the next step boundary:
+    ``state.interrupted`` is then True, ``stop_signal`` the signal's number, and the
+    state is that of the last finished step (a checkpoint of it resumes bit for bit).
     """
 
     def __init__(self, model, batch_size=64, seed=0, base_lr=None, lr_schedule="constant",
-                 augment=None, early_stopping=None, progress=True, on_epoch_end=None,
-                 on_best=None, log=print, state=None):
+                 augment=None, early_stopping=None, progress=True, log=print, state=None):
         if model.optimizer is None or model.loss is None:
             raise ConfigError("the model is not compiled: call model.compile(optimizer, loss) first")
         if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
@@ -179,20 +136,33 @@ class Trainer:
         self.model, self.batch_size, self.seed = model, int(batch_size), int(seed)
         self.base_lr = float(base_lr if base_lr is not None else model.optimizer.lr)
         self.lr_schedule, self.augment, self.early_stopping = lr_schedule, augment, early_stopping
-        self.progress, self.on_epoch_end, self.on_best, self.log = progress, on_epoch_end, on_best, log
+        self.progress, self.log = progress, log
         self.state = state or TrainState()
         self.best_weights = None
+        self.stop_signal = None  # the signal that interrupted fit (SIGINT or SIGTERM), if one did
+        self.stopped_by_callback = False
         self._stop_requested = False
         learning_rate(lr_schedule, 1.0, 0, 0, 1, 1)  # fail now on an unknown schedule name
 
+    @classmethod
+    def from_config(cls, model, config, **options) -> "Trainer":
+        """A trainer for a run's options: any object with the attributes ``batch_size``, ``seed``,
+        ``lr`` (the base rate the schedule scales), ``lr_schedule`` and ``early_stopping``
+        (``scratchcnn.apps.config.RunConfig``); ``options`` are the other constructor arguments."""
+        return cls(model, batch_size=config.batch_size, seed=config.seed, base_lr=config.lr,
+                   lr_schedule=config.lr_schedule, early_stopping=config.early_stopping, **options)
+
     # -- interruption -------------------------------------------------------------------
-    def request_stop(self, *_):
-        """Ask the loop to stop at the next step boundary (the SIGINT handler)."""
+    def request_stop(self, signum=None, frame=None):
+        """Ask the loop to stop at the next step boundary (the SIGINT and SIGTERM handler)."""
         self._stop_requested = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C interrupts at once
+        if signum is not None:
+            self.stop_signal = signum
+            # A second signal of the same kind acts at once (Ctrl-C raises KeyboardInterrupt, SIGTERM ends).
+            signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
 
     # -- the loop ------------------------------------------------------------------------
-    def fit(self, x, y, epochs: int, validation_data=None) -> dict:
+    def fit(self, x, y, epochs: int, validation_data=None, callbacks=()) -> dict:
         """Train until ``epochs`` epochs are complete (counting any already done), or stopped.
 
         Parameters
@@ -200,6 +170,15 @@ class Trainer:
         x : ndarray, float32, (N, C, H, W); y : ndarray, int64, (N,)
         epochs : int
         validation_data : (x_val, y_val), optional
+        callbacks : sequence, optional
+            Epoch-end hooks, called in order after each epoch's validation, early-stopping
+            decision and log line: ``cb.on_epoch_end(epoch, row)`` for an object that has that
+            method, else ``cb(epoch, row)``. ``epoch`` is the number of epochs complete
+            (1-based), ``row`` that epoch's history row (a dict with ``HISTORY_KEYS``: loss,
+            accuracy, val_loss, val_accuracy, lr, seconds, images_per_second). A hook that
+            returns True stops training after this epoch (``stopped_by_callback`` becomes
+            True; the state is not marked stopped early, so a checkpoint of it would train
+            on): pruning a hyperparameter search's trial, for example.
 
         Returns
         -------
@@ -214,6 +193,21 @@ class Trainer:
         ConfigError
             When x and y do not match the model.
         """
+        hooks = [getattr(cb, "on_epoch_end", cb) for cb in callbacks]
+        epochs_run = self.epochs(x, y, epochs, validation_data)
+        for row in epochs_run:
+            if any([bool(hook(row["epoch"], row)) for hook in hooks]):  # every hook sees every epoch
+                self.stopped_by_callback = True
+                epochs_run.close()
+        return self.state.history
+
+    def epochs(self, x, y, epochs: int, validation_data=None):
+        """``fit`` one epoch at a time: a generator that yields each finished epoch's history row.
+
+        When it yields, ``state`` is at the epoch boundary (a checkpoint written then resumes
+        there) and ``state.best_epoch == state.epoch`` if the validation loss improved.
+        The caller may stop iterating at any yield. Arguments and errors as ``fit``.
+        """
         self.model.ensure_built(x.shape[1:])
         _check_xy(self.model, x, y)
         if self.state.epoch < epochs and not self.state.stopped_early:
@@ -223,25 +217,24 @@ class Trainer:
         if validation_data is not None and len(validation_data[1]) == 0:
             validation_data = None
         if self.early_stopping and validation_data is None:
-            raise ConfigError("early stopping needs a validation set (val_fraction > 0)")
-        previous = signal.getsignal(signal.SIGINT)
-        in_main = _in_main_thread()
-        if in_main:
-            signal.signal(signal.SIGINT, self.request_stop)
+            raise ConfigError("early stopping needs a validation set: no image was held out for validation")
+        handled = (signal.SIGINT, signal.SIGTERM) if _in_main_thread() else ()
+        previous = {signum: signal.getsignal(signum) for signum in handled}
+        for signum in handled:
+            signal.signal(signum, self.request_stop)
         try:
             # A run that stopped early is finished: resuming its checkpoint trains no further.
             while self.state.epoch < epochs and not self.state.stopped_early and not self._stop_requested:
                 self._train_epoch(x, y, epochs)
                 if self._stop_requested:
                     break
-                self._end_epoch(validation_data, epochs)
+                yield self._end_epoch(validation_data, epochs)
                 if self.state.stopped_early:
                     break
         finally:
-            if in_main:
-                signal.signal(signal.SIGINT, previous)
-        self.state.interrupted = self._stop_requested
-        return self.state.history
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            self.state.interrupted = self._stop_requested
 
     def _train_epoch(self, x, y, epochs):
         model, K, st = self.model, self.model.K, self.state
@@ -312,8 +305,6 @@ class Trainer:
             if self.early_stopping:
                 # A copy: on host backends named_arrays() returns the live arrays the optimizer updates.
                 self.best_weights = {k: np.array(v) for k, v in self.model.named_arrays().items()}
-            if self.on_best is not None:
-                self.on_best(self)
         elif not math.isnan(val_loss):
             st.wait += 1
         self.log(f"epoch {row['epoch']}/{epochs}  loss {row['loss']:.4f}  acc {row['accuracy']:.4f}  "
@@ -325,8 +316,7 @@ class Trainer:
                 self.model.load_named_arrays(self.best_weights)
             self.log(f"early stopping: no lower val_loss for {st.wait} epochs; "
                      f"restored the weights of epoch {st.best_epoch}")
-        if self.on_epoch_end is not None:
-            self.on_epoch_end(self)
+        return row
 
 
 def _in_main_thread() -> bool:
@@ -352,7 +342,8 @@ def fit(model, x, y, batch_size=64, epochs=1, validation_data=None, seed=0, prog
         **trainer_options) -> dict:
     """Keras-style ``model.fit``: train a compiled model; returns the history dict.
 
-    Parameters are those of ``Trainer`` and ``Trainer.fit``.
+    Parameters are those of ``Trainer`` and ``Trainer.fit`` (``callbacks`` included).
     """
+    callbacks = trainer_options.pop("callbacks", ())
     trainer = Trainer(model, batch_size=batch_size, seed=seed, progress=progress, **trainer_options)
-    return trainer.fit(x, y, epochs, validation_data)
+    return trainer.fit(x, y, epochs, validation_data, callbacks=callbacks)

@@ -6,7 +6,25 @@ import numpy as np
 import kernels
 from kernels import numpy_ref
 
-__all__ = ["SoftmaxCrossEntropy"]
+__all__ = ["SoftmaxCrossEntropy", "softmax"]
+
+
+def softmax(logits) -> np.ndarray:
+    """Class probabilities from logits on the host: the one softmax outside the kernels.
+
+    Parameters
+    ----------
+    logits : array-like, shape (..., num_classes)
+
+    Returns
+    -------
+    ndarray, float64, same shape: ``exp(z - max(z)) / sum(exp(z - max(z)))`` along the last axis
+    (the maximum subtracted so that no exponential overflows; Goodfellow, Bengio & Courville,
+    2016, Deep Learning, Section 4.1).
+    """
+    z = np.asarray(logits, np.float64)
+    z = np.exp(z - z.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
 
 
 class SoftmaxCrossEntropy:

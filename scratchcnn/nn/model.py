@@ -4,15 +4,48 @@ from __future__ import annotations
 import numpy as np
 
 import kernels
+from kernels.compile_log import CompileLog
 from scratchcnn.errors import ConfigError
-from scratchcnn.nn.init import NO_INIT
 from scratchcnn.nn.layers import LAYER_CLASSES, Layer
-from scratchcnn.nn.plan import describe, make_plan, step_layers
+from scratchcnn.nn.losses import SoftmaxCrossEntropy, softmax
+from scratchcnn.nn.plan import describe, make_plan
 
-__all__ = ["Sequential"]
+__all__ = ["Sequential", "TrainingAPI", "provide_training"]
 
-# Layers with arrays, whose constructors take ``rng`` (NO_INIT: allocate nothing).
-PARAMETER_LAYERS = ("Conv2D", "Dense", "BatchNorm2D", "BatchNorm1D", "Residual")
+
+class TrainingAPI:
+    """The training engine's functions behind ``Sequential.fit``/``evaluate``/``predict``.
+
+    The network does not import the engine (imports run kernels <- nn <- engine <- files
+    <- apps); the engine provides these when the package is imported
+    (``scratchcnn/__init__.py`` calls ``provide_training``), so the Keras-style methods
+    work from any import of scratchcnn.
+
+    Attributes
+    ----------
+    fit : ``fit(model, x, y, **options) -> history dict`` (``scratchcnn.engine.training.fit``)
+    loss_and_accuracy : ``(model, x, y, batch_size) -> (loss, accuracy)``
+    predict_logits : ``(model, x, batch_size) -> (N, num_classes) float32 host logits``
+    """
+
+    def __init__(self, fit, loss_and_accuracy, predict_logits):
+        self.fit, self.loss_and_accuracy, self.predict_logits = fit, loss_and_accuracy, predict_logits
+
+
+_training: TrainingAPI | None = None
+
+
+def provide_training(api: TrainingAPI) -> None:
+    """Install the engine's functions behind the Keras-style methods (called once, by the package)."""
+    global _training
+    _training = api
+
+
+def _training_api() -> TrainingAPI:
+    if _training is None:
+        raise ConfigError("fit/evaluate/predict need the training engine: import scratchcnn (the package "
+                          "provides it) or call scratchcnn.nn.model.provide_training")
+    return _training
 
 
 class Sequential:
@@ -33,8 +66,7 @@ class Sequential:
     fuse : bool, optional
         Run each run of layers that a fusion rule matches (Conv2D-ReLU-MaxPool2D)
         as one fused step: the same function, fewer passes over memory
-        (``scratchcnn.nn.plan``; with ``SCRATCHCNN_WINOGRAD=1`` also 3x3 convolutions by
-        Winograd's algorithm). ``False`` runs every layer's own ``forward`` and
+        (``scratchcnn.nn.plan``). ``False`` runs every layer's own ``forward`` and
         ``backward``. Default: the backend's ``FUSE_BY_DEFAULT`` (on for the
         compiled backends, off for "numpy" so the reference runs layer by layer).
 
@@ -167,9 +199,6 @@ class Sequential:
             Wall-clock seconds spent compiling; 0.0 when every kernel came from the
             disk cache or the backend compiles nothing.
         """
-        from scratchcnn.nn.losses import SoftmaxCrossEntropy
-        from scratchcnn.engine.profiling import CompileLog
-
         self.ensure_built()
         K = self.K
         if not K.COMPILES or self.input_shape is None:
@@ -236,7 +265,7 @@ class Sequential:
         first = self._first_trainable()
         if first is None:  # everything frozen: no gradient is needed
             return None
-        start = next(i for i, step in enumerate(self._plan) if first in step_layers(step))
+        start = next(i for i, step in enumerate(self._plan) if first in step.layers)
         old, first.requires_input_grad = first.requires_input_grad, False
         try:
             for step in reversed(self._plan[start:]):
@@ -382,13 +411,8 @@ class Sequential:
                         raise ValueError(f"array {layer.name + '.' + key!r}: expected shape {shape} {np.dtype(dtype)}, "
                                          f"found {got.shape} {got.dtype}")
         for layer in self.layers:
-            for key in layer.param_shapes():
-                grad = layer.grads.get(key)
-                layer._set_param(key, np.array(arrays[f"{layer.name}.{key}"]))
-                if grad is not None:
-                    layer.grads[key] = grad  # loading weights leaves the last gradients as they were
-            for key in layer.buffer_shapes():
-                layer.buffers[key] = layer.K.asarray(np.array(arrays[f"{layer.name}.{key}"]))
+            for key in (*layer.param_shapes(), *layer.buffer_shapes()):
+                layer.set_array(key, np.array(arrays[f"{layer.name}.{key}"]))
 
     def layer_states(self) -> dict:
         """``{layer name: layer.get_state()}`` for the layers that have state (Dropout)."""
@@ -434,11 +458,8 @@ class Sequential:
             cls_name = entry.get("class") if isinstance(entry, dict) else None
             if cls_name not in LAYER_CLASSES:
                 raise ValueError(f"layer {i}: unknown class {cls_name!r}; expected one of {sorted(LAYER_CLASSES)}")
-            kwargs = dict(entry.get("config", {}))
-            if not initialize and cls_name in PARAMETER_LAYERS:
-                kwargs["rng"] = NO_INIT
             try:
-                layers.append(LAYER_CLASSES[cls_name](**kwargs))
+                layers.append(LAYER_CLASSES[cls_name].from_config(dict(entry.get("config", {})), initialize))
             except TypeError as exc:
                 raise ValueError(f"layer {i} ({cls_name}): bad config {entry.get('config')!r}: {exc}") from None
         model = cls(layers, input_shape=config.get("input_shape"), backend=backend)
@@ -506,24 +527,15 @@ class Sequential:
             text += [f"  {i:>2}  {name:<{width}}  {how}" for i, (name, how) in enumerate(steps, 1)]
         return "\n".join(text)
 
-    # -- Keras-style training API (implemented in scratchcnn.engine.training) ----------------
+    # -- Keras-style training API (the engine's, provided through TrainingAPI) -----------------
     def fit(self, x, y, **kwargs):
         """Train; see ``scratchcnn.engine.training.fit`` for the arguments. Returns the history dict."""
-        from scratchcnn.engine.training import fit
-
-        return fit(self, x, y, **kwargs)
+        return _training_api().fit(self, x, y, **kwargs)
 
     def evaluate(self, x, y, batch_size=256) -> tuple[float, float]:
-        """Mean loss and accuracy on (x, y); see ``scratchcnn.engine.training.loss_and_accuracy``."""
-        from scratchcnn.engine.training import loss_and_accuracy
-
-        return loss_and_accuracy(self, x, y, batch_size=batch_size)
+        """Mean loss and accuracy on (x, y); see ``scratchcnn.engine.inference.loss_and_accuracy``."""
+        return _training_api().loss_and_accuracy(self, x, y, batch_size=batch_size)
 
     def predict(self, x, batch_size=256) -> np.ndarray:
         """Class probabilities (N, num_classes) float32 on the host, in inference mode."""
-        from scratchcnn.engine.training import predict_logits
-
-        logits = predict_logits(self, x, batch_size=batch_size).astype(np.float64)
-        logits -= logits.max(axis=1, keepdims=True)
-        probs = np.exp(logits)
-        return (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
+        return softmax(_training_api().predict_logits(self, x, batch_size=batch_size)).astype(np.float32)

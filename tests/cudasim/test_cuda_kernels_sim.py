@@ -239,13 +239,14 @@ def test_batchnorm(shape, rng):
         close(rv1, rv0)
     d = rng.standard_normal(shape).astype(np.float32)
     _, x_hat, inv_std = want
-    ref_grads = [np.zeros(c, np.float32), np.zeros(c, np.float32)]
-    got_grads = [C.zeros(c), C.zeros(c)]
-    want_dx = R.batchnorm_backward(d, x_hat, inv_std, g, *ref_grads)
-    got_dx = C.batchnorm_backward(dev(d), dev(x_hat), dev(inv_std), dev(g), *got_grads)
-    close(got_dx, want_dx, atol=1e-4)
-    for got, want in zip(got_grads, ref_grads):
-        close(got, want, atol=1e-4)
+    for training in (True, False):  # after a training-mode and an inference-mode forward pass
+        ref_grads = [np.zeros(c, np.float32), np.zeros(c, np.float32)]
+        got_grads = [C.zeros(c), C.zeros(c)]
+        want_dx = R.batchnorm_backward(d, x_hat, inv_std, g, *ref_grads, training=training)
+        got_dx = C.batchnorm_backward(dev(d), dev(x_hat), dev(inv_std), dev(g), *got_grads, training=training)
+        close(got_dx, want_dx, atol=1e-4)
+        for got, want in zip(got_grads, ref_grads):
+            close(got, want, atol=1e-4)
 
 
 def test_reductions_split_across_blocks(rng, monkeypatch):

@@ -21,14 +21,15 @@ import numba
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from scratchcnn.engine import explain
+from scratchcnn.engine import explain, inference
 from scratchcnn.errors import DataError
 from scratchcnn.nn.layers import Conv2D, MaxPool2D
+from scratchcnn.nn.losses import softmax
 from scratchcnn.data.images import load_image, preprocess_image
 from scratchcnn.files.loading import load_saved_model
 from scratchcnn.apps.web import render
 
-__all__ = ["ImageError", "Limits", "ServedModel", "load_served", "decode_image", "softmax"]
+__all__ = ["ImageError", "Limits", "ServedModel", "load_served", "decode_image"]
 
 
 class ImageError(Exception):
@@ -82,13 +83,6 @@ def decode_image(data: bytes, limits: Limits, channels: int = 1) -> np.ndarray:
         raise ImageError(400, f"the image does not decode (truncated or corrupt): {reason}") from None
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax in float64 with the maximum subtracted (as ``Sequential.predict``)."""
-    z = np.asarray(logits, np.float64)
-    z = np.exp(z - z.max(axis=-1, keepdims=True))
-    return z / z.sum(axis=-1, keepdims=True)
-
-
 @dataclass
 class ServedModel:
     """One model file, loaded ``replicas`` times, with what the page shows about it."""
@@ -125,7 +119,8 @@ class ServedModel:
         try:
             for model in models:
                 _one_thread()
-                explain.trace_with_saliency(model, blank)
+                inference.predict_logits(model, blank[None])  # the plan's kernels
+                explain.trace_with_saliency(model, blank)  # the layers' own, for the details
         finally:
             for model in models:
                 self._pool.put(model)
@@ -141,19 +136,21 @@ class ServedModel:
         """Classify one image; with ``details``, add the input as the model sees it, every conv
         and max-pool layer's maps, and the saliency map of the top class.
 
+        The probabilities come from the model's execution plan in inference mode
+        (``scratchcnn.engine.inference.probabilities``, as ``predict`` and ``evaluate``);
+        ``explain`` runs the layers one by one only for the maps and the saliency.
+
         Returns a JSON-able dict (see the API section of README.md); ``ImageError`` for a bad image.
         """
         x, inverted = self.prepare(data, limits)
         started = time.perf_counter()
         with self.replica() as model:
             _one_thread()
+            probs = inference.probabilities(model, x[None])[0]
+            order = np.argsort(-probs, kind="stable")
             if details:
-                grad, _, traced = explain.trace_with_saliency(model, x)
+                grad, _, traced = explain.trace_with_saliency(model, x, target=int(order[0]))
                 maps = explain.feature_maps(model, traced=traced)
-            else:
-                traced, grad, maps = explain.trace(model, x), None, None
-        probs = softmax(traced.logits[0])
-        order = np.argsort(-probs, kind="stable")
         answer = {"model": self.id, "class": self.class_names[order[0]], "index": int(order[0]),
                   "classes": [{"name": self.class_names[i], "index": int(i), "probability": float(probs[i])}
                               for i in order[:top_k]],

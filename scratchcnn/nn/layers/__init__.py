@@ -13,6 +13,10 @@ layer                forward                                   file
 ``GlobalAvgPool2D``  mean of each map, (N, C, H, W) -> (N, C)  ``global_avg_pool.py``
 ``Residual``         ``relu(F(x) + S(x))``: a block of layers  ``residual.py``
 ===================  ========================================  ======================
+
+Each layer answers the hooks of ``Layer`` (``base.HOOKS``: ONNX nodes, folding,
+unit explanation, elementwise) and registers itself by being defined; adding one
+is its own file, an import here, its tests (DEVELOPING.md, "Adding a layer").
 """
 from scratchcnn.nn.layers.base import Layer
 from scratchcnn.nn.layers.batchnorm import BatchNorm1D, BatchNorm2D
@@ -28,7 +32,6 @@ from scratchcnn.nn.layers.residual import Residual, basic_block
 __all__ = ["Layer", "Conv2D", "ReLU", "MaxPool2D", "Flatten", "Dense", "Dropout",
            "BatchNorm2D", "BatchNorm1D", "GlobalAvgPool2D", "Residual", "basic_block", "LAYER_CLASSES"]
 
-# The only classes a saved model may name: loading never looks a class up by arbitrary name.
-LAYER_CLASSES = {cls.__name__: cls for cls in
-                 (Conv2D, ReLU, MaxPool2D, Flatten, Dense, Dropout, BatchNorm2D, BatchNorm1D,
-                  GlobalAvgPool2D, Residual)}
+# The classes a saved model may name (loading never looks a class up by arbitrary name): every
+# Layer subclass registers itself when defined (Layer.__init_subclass__); this is that registry.
+LAYER_CLASSES = Layer.registry

@@ -1,15 +1,29 @@
-"""The layer protocol every scratchcnn layer follows."""
+"""The layer protocol every scratchcnn layer follows, and the registry of layer classes.
+
+A layer owns its behaviour: besides ``forward``/``backward`` it answers the
+hooks that export, folding and explanation ask of it (``HOOKS``), so adding a
+layer means writing its class and nothing else: defining the class registers it
+(``Layer.registry``, the classes a saved model may name).
+"""
 from __future__ import annotations
+
+import inspect
 
 import numpy as np
 
 import kernels
 from kernels import numpy_ref
+from scratchcnn.nn.init import NO_INIT
+from scratchcnn.nn.step import Step
 
-__all__ = ["Layer"]
+__all__ = ["Layer", "HOOKS"]
+
+# What every layer class answers (tests/test_layer_hooks.py checks each registered class does):
+# a value, or an explicit "none" (None / False) where the behaviour does not apply.
+HOOKS = ("elementwise", "onnx_nodes", "fold_into", "with_channel_affine", "explain_unit")
 
 
-class Layer:
+class Layer(Step):
     """Base class: a differentiable function with (optionally) trainable parameters.
 
     Attributes
@@ -38,12 +52,61 @@ class Layer:
 
     Notes
     -----
-    Arrays returned by ``forward`` and ``backward`` live in per-layer buffers
-    that the next call with the same shapes reuses (no allocation per batch).
-    Copy a result if you need it after the next call.
+    Arrays returned by ``forward`` and ``backward`` live in per-layer work arrays
+    (``workspace``) that the next call with the same shapes reuses (no allocation
+    per batch). Copy a result if you need it after the next call.
+
+    Registration: every subclass whose name does not start with ``_`` enters
+    ``Layer.registry`` (name -> class) when it is defined; ``class X(Layer,
+    register=False)`` keeps a class out. Two different classes may not share a
+    name (a model file names its layers by class name).
+
+    Hooks (``HOOKS``), which every registered class answers, explicitly:
+
+    - ``elementwise`` (bool): acts on each value (or channel) separately and keeps
+      the layout, so a unit's value can be followed through it (``explain``).
+    - ``onnx_nodes(x, out, weight, helper)``: its inference form as ONNX nodes.
+    - ``fold_into(previous)``: one layer computing ``previous`` then this layer at
+      inference (batch normalisation folds into a convolution), or None.
+    - ``with_channel_affine(scale, shift)``: a copy of this layer computing
+      ``scale * out + shift`` per output channel, or None if it cannot absorb one.
+    - ``explain_unit(x, out, image, channel, row, col)``: how one output unit is
+      computed, as a dict, or None.
     """
 
     K = numpy_ref  # until ``to`` places the layer: constructors make host arrays only
+    registry: dict = {}  # class name -> class, filled by __init_subclass__
+    elementwise: bool | None = None  # a hook: each layer class says True or False
+
+    def __init_subclass__(cls, register: bool = True, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not register or cls.__name__.startswith("_"):
+            return
+        known = Layer.registry.get(cls.__name__)
+        if known is not None and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):
+            raise TypeError(f"layer class name {cls.__name__!r} is taken by {known.__module__}.{known.__qualname__}; "
+                            "a model file names layers by class, so names must be unique")
+        Layer.registry[cls.__name__] = cls
+
+    @classmethod
+    def from_config(cls, config: dict, initialize: bool = True) -> "Layer":
+        """``cls(**config)``; with ``initialize=False`` a layer whose constructor takes ``rng`` (one
+        with arrays) gets ``NO_INIT`` and allocates nothing (its arrays are loaded next).
+
+        Raises
+        ------
+        TypeError, ValueError
+            For arguments the constructor rejects.
+        """
+        kwargs = dict(config)
+        if not initialize and "rng" in inspect.signature(cls).parameters:
+            kwargs["rng"] = NO_INIT
+        return cls(**kwargs)
+
+    @property
+    def layers(self) -> tuple:
+        """As a plan step, a layer covers itself."""
+        return (self,)
 
     def __init__(self):
         self.params: dict = {}
@@ -94,6 +157,47 @@ class Layer:
     def set_state(self, state: dict) -> None:
         """Restore what ``get_state`` returned."""
 
+    # -- hooks: what export, folding and explanation ask of a layer (class docstring) --
+    def onnx_nodes(self, x: str, out: str, weight, helper) -> list:
+        """The ONNX node(s) computing this layer's inference form from tensor ``x`` into tensor ``out``.
+
+        Parameters
+        ----------
+        x, out : str, tensor names
+        weight : callable, ``weight(key) -> str``: registers ``params[key]`` or ``buffers[key]``
+            as a float32 initializer and returns its tensor name
+        helper : the ``onnx.helper`` module (nn imports no onnx)
+
+        Returns
+        -------
+        list of onnx.NodeProto; empty for a layer that is the identity at inference (the next
+        layer then reads ``x``)
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not say how it exports to ONNX (onnx_nodes)")
+
+    def fold_into(self, previous: "Layer"):
+        """A single layer computing ``previous`` followed by this layer at inference, or None."""
+        raise NotImplementedError(f"{type(self).__name__} does not say whether it folds (fold_into)")
+
+    def with_channel_affine(self, scale: np.ndarray, shift: np.ndarray):
+        """A new layer computing ``scale[c] * out[:, c] + shift[c]``, or None.
+
+        ``scale``, ``shift`` : float64 host arrays of shape (output channels,); the
+        copy is a host layer (place it with ``to``) with this layer's dtype.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not say whether it absorbs a per-channel "
+                                  "affine map (with_channel_affine)")
+
+    def explain_unit(self, x: np.ndarray, out: np.ndarray, image: int, channel: int, row: int, col: int):
+        """How output ``out[image, channel, row, col]`` was computed from input ``x``, or None.
+
+        ``x``, ``out``: host arrays, this layer's input and output for a batch.
+        Returns a dict of host values (float64 arrays, floats) with ``kind`` naming
+        the breakdown, or None for a layer without one (``scratchcnn.engine.explain``).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not say how one of its units is explained "
+                                  "(explain_unit)")
+
     # -- shared machinery ------------------------------------------------------------
     def num_params(self) -> int:
         """Number of trainable scalars."""
@@ -126,17 +230,42 @@ class Layer:
         self.params[key] = self.K.asarray(value)
         self.grads[key] = self.K.zeros(value.shape, value.dtype)
 
-    def _buffer(self, key: str, shape, dtype):
-        """A reusable work array: allocated once, reallocated only when shape or dtype change."""
-        shape = tuple(int(s) for s in shape)
-        buf = self._workspace.get(key)
-        if buf is None or tuple(buf.shape) != shape or buf.dtype != np.dtype(dtype):
-            buf = self.K.empty(shape, dtype)
-            self._workspace[key] = buf
-        return buf
+    def set_array(self, key: str, value: np.ndarray) -> None:
+        """Install host array ``value`` as parameter or buffer ``key`` on this layer's backend.
 
-    def _check_input(self, x, ndim: int, axis: int, expected: int, what: str) -> None:
-        """Raise ValueError naming the layer if ``x`` has the wrong rank or ``x.shape[axis]``."""
+        ``key`` is one of ``param_shapes()`` or ``buffer_shapes()`` (how a model file's arrays
+        come in: ``Sequential.load_named_arrays``, ``host_copy``). A parameter keeps its gradient
+        array if it has one of that shape, else gets a zero one. A layer that keeps its arrays
+        elsewhere (in sub-layers) overrides this.
+        """
+        if key in self.param_shapes():
+            grad = self.grads.get(key)
+            self._set_param(key, value)
+            if grad is not None and tuple(grad.shape) == tuple(value.shape) and grad.dtype == value.dtype:
+                self.grads[key] = grad  # loading weights leaves the last gradients as they were
+        elif key in self.buffer_shapes():
+            self.buffers[key] = self.K.asarray(value)
+        else:
+            raise KeyError(f"{self.name or type(self).__name__} has no parameter or buffer {key!r}")
+
+    def host_copy(self) -> "Layer":
+        """A new host layer of the same class and config holding copies of the parameters and buffers."""
+        new = type(self).from_config(self.get_config(), initialize=False)
+        for key, value in {**self.params, **self.buffers}.items():
+            new.set_array(key, np.array(self.K.to_numpy(value)))
+        if self.get_state():
+            new.set_state(self.get_state())
+        return new
+
+    def check_input(self, x, ndim: int, axis: int, expected: int, what: str) -> None:
+        """Raise ValueError naming the layer if ``x`` has the wrong rank or ``x.shape[axis]``.
+
+        Parameters
+        ----------
+        x : array, the input about to be computed on
+        ndim : int, the rank expected; axis : int, the axis checked
+        expected : int, its size; what : str, its name in the message ("in_channels")
+        """
         if len(x.shape) != ndim or x.shape[axis] != expected:
             raise ValueError(
                 f"{self.name or type(self).__name__}: expected input of rank {ndim} with "

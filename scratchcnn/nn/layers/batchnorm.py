@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from kernels.numpy_ref.norm import batchnorm_inference_affine
 from scratchcnn.nn.init import NO_INIT
 from scratchcnn.nn.layers.base import Layer
 
@@ -41,24 +42,57 @@ class _BatchNorm(Layer):
     def get_config(self):
         return {"num_features": self.num_features, "momentum": self.momentum, "eps": self.eps}
 
+    elementwise = True  # per channel (feature)
+
+    def onnx_nodes(self, x, out, weight, helper):
+        # the inference form: gamma*(x - running_mean)/sqrt(running_var + eps) + beta
+        inputs = [x, weight("gamma"), weight("beta"), weight("running_mean"), weight("running_var")]
+        return [helper.make_node("BatchNormalization", inputs, [out], name=self.name, epsilon=self.eps)]
+
+    def inference_affine(self):
+        """At inference this layer is ``scale * x + shift`` per channel: ``(scale, shift)``, float64 host
+        arrays (C,), folded in float64 from the running statistics (``batchnorm_inference_affine``)."""
+        f64 = lambda a: np.asarray(self.K.to_numpy(a), np.float64)  # noqa: E731 - fold in float64, round once
+        return batchnorm_inference_affine(f64(self.params["gamma"]), f64(self.params["beta"]),
+                                          f64(self.buffers["running_mean"]), f64(self.buffers["running_var"]),
+                                          self.eps)
+
+    def fold_into(self, previous):
+        """``previous`` (a Conv2D or Dense, say) with this layer's inference affine map absorbed
+        (``previous.with_channel_affine``), or None if it cannot absorb one.
+
+        Jacob et al. (2018), "Quantization and Training of Neural Networks for Efficient
+        Integer-Arithmetic-Only Inference", Section 3.2; PyTorch's ``fuse_conv_bn_eval``.
+        """
+        return previous.with_channel_affine(*self.inference_affine())
+
+    def with_channel_affine(self, scale, shift):
+        return None
+
+    def explain_unit(self, x, out, image, channel, row, col):
+        return None  # an affine map per channel: the value before and after say it all
+
     def flops(self, input_shape):
         return 2 * int(np.prod(input_shape))
 
     def forward(self, x, training=True):
-        self._check_input(x, self._rank, 1, self.num_features, "num_features")
+        self.check_input(x, self._rank, 1, self.num_features, "num_features")
         out, x_hat, inv_std = self.K.batchnorm_forward(
             x, self.params["gamma"], self.params["beta"], self.buffers["running_mean"],
             self.buffers["running_var"], self.momentum, self.eps, training,
-            out=self._buffer("out", x.shape, x.dtype), x_hat=self._buffer("x_hat", x.shape, x.dtype),
-            inv_std=self._buffer("inv_std", (self.num_features,), x.dtype))
-        self._cache = {"x_hat": x_hat, "inv_std": inv_std}
+            out=self.workspace("out", x.shape, x.dtype), x_hat=self.workspace("x_hat", x.shape, x.dtype),
+            inv_std=self.workspace("inv_std", (self.num_features,), x.dtype))
+        self._cache = {"x_hat": x_hat, "inv_std": inv_std, "training": bool(training)}
         return out
 
     def backward(self, dout):
-        x_hat, inv_std = self._cache.pop("x_hat"), self._cache.pop("inv_std")
-        return self.K.batchnorm_backward(dout, x_hat, inv_std, self.params["gamma"],
+        """The gradient of the last forward pass's mode: through the batch statistics after a
+        training-mode pass, a per-channel scale after an inference-mode one (saliency maps)."""
+        cache, self._cache = self._cache, {}
+        return self.K.batchnorm_backward(dout, cache["x_hat"], cache["inv_std"], self.params["gamma"],
                                          self.grads["gamma"], self.grads["beta"],
-                                         out=self._buffer("dx", dout.shape, dout.dtype))
+                                         out=self.workspace("dx", dout.shape, dout.dtype),
+                                         training=cache["training"])
 
 
 class BatchNorm2D(_BatchNorm):
@@ -84,7 +118,9 @@ class BatchNorm2D(_BatchNorm):
     with batch statistics; inference uses the running statistics instead.
     ``dgamma = sum(dout*x_hat)``, ``dbeta = sum(dout)``,
     ``dx = gamma/(M*sqrt(var_B + eps)) * (M*dout - dbeta - x_hat*dgamma)``, M = N*H*W
-    (Ioffe & Szegedy, 2015, ICML, Algorithm 1 and Section 3).
+    (Ioffe & Szegedy, 2015, ICML, Algorithm 1 and Section 3); after an inference-mode
+    forward, ``dx = gamma/sqrt(running_var + eps) * dout``. Every formula, and its
+    numerics: ``kernels/numpy_ref/norm.py``.
     """
 
     _rank = 4

@@ -105,16 +105,61 @@ class Conv2D(Layer):
                 "kernel_size": list(self.kernel_size), "stride": self.stride,
                 "padding": self.padding, "init": self.init, "bias": self.bias}
 
+    elementwise = False
+
+    def onnx_nodes(self, x, out, weight, helper):
+        inputs = [x, weight("W")] + ([weight("b")] if self.bias else [])
+        p = self.padding
+        return [helper.make_node("Conv", inputs, [out], name=self.name, kernel_shape=list(self.kernel_size),
+                                 strides=[self.stride] * 2, pads=[p, p, p, p])]
+
+    def fold_into(self, previous):
+        return None
+
+    def with_channel_affine(self, scale, shift):
+        """``W' = W * scale`` (each output channel's filter), ``b' = b * scale + shift``, in float64,
+        rounded once to this layer's dtype."""
+        dtype = self.params["W"].dtype
+        w = np.asarray(self.K.to_numpy(self.params["W"]), np.float64) * scale.reshape(-1, 1, 1, 1)
+        b = np.asarray(self.K.to_numpy(self.params["b"]), np.float64) if self.bias else np.zeros(scale.shape)
+        new = type(self).from_config(dict(self.get_config(), bias=True), initialize=False)
+        new._set_param("W", w.astype(dtype))
+        new._set_param("b", (b * scale + shift).astype(dtype))
+        return new
+
+    def explain_unit(self, x, out, image, channel, row, col):
+        """``kind = "conv"``: ``out[c, r, q] = sum over (i, u, v) of patch[i, u, v] * W[c, i, u, v] + b[c]``
+        with ``patch = x_padded[:, r*stride : r*stride + kH, q*stride : q*stride + kW]``.
+
+        Returns (host values in float64, so the sums are exact to print) ``patch`` (C_in, kH, kW),
+        zeros where it lies in the padding; ``origin`` (row, col) of the window's top-left in the
+        unpadded input (may be negative); ``kernels`` = ``W[channel]``; ``products`` = patch * kernels;
+        ``channel_sums`` (C_in,); ``sum``; ``bias`` (0 without bias); ``output`` = sum + bias;
+        ``framework_output``, the layer's own output there; ``stride``, ``padding``.
+        """
+        kh, kw = self.kernel_size
+        s, p = self.stride, self.padding
+        padded = np.pad(x[image].astype(np.float64), ((0, 0), (p, p), (p, p)))
+        patch = padded[:, row * s:row * s + kh, col * s:col * s + kw]
+        kernels = np.asarray(self.K.to_numpy(self.params["W"]), np.float64)[channel]
+        bias = float(np.asarray(self.K.to_numpy(self.params["b"]))[channel]) if self.bias else 0.0
+        products = patch * kernels
+        channel_sums = products.sum(axis=(1, 2))
+        total = float(channel_sums.sum())
+        return {"kind": "conv", "stride": s, "padding": p, "origin": (row * s - p, col * s - p), "patch": patch,
+                "kernels": kernels, "products": products, "channel_sums": channel_sums, "sum": total,
+                "bias": bias, "output": total + bias, "framework_output": float(out[image, channel, row, col])}
+
     def forward(self, x, training=True):
         K, (kh, kw) = self.K, self.kernel_size
-        self._check_input(x, 4, 1, self.in_channels, "in_channels")
+        self.check_input(x, 4, 1, self.in_channels, "in_channels")
         n = x.shape[0]
         c_out, h_out, w_out = self.output_shape(x.shape[1:])
         p = h_out * w_out
         cols = K.im2col(x, kh, kw, self.stride, self.padding,
-                        out=self._buffer("cols", (self.in_channels * kh * kw, n * p), x.dtype))
-        y = K.gemm(self.params["W"].reshape(c_out, -1), cols, out=self._buffer("y", (c_out, n * p), x.dtype))
-        out = K.bias_add_nchw(y, self._bias(x.dtype), n, out=self._buffer("out", (n, c_out, p), x.dtype))
+                        out=self.workspace("cols", (self.in_channels * kh * kw, n * p), x.dtype))
+        y = K.gemm(self.params["W"].reshape(c_out, -1), cols, out=self.workspace("y", (c_out, n * p), x.dtype))
+        out = K.bias_add_nchw(y, self._bias(x.dtype), n, out=self.workspace("out", (n, c_out, p), x.dtype))
         self._cache = {"cols": cols, "x_shape": tuple(x.shape)}
         return out.reshape(n, c_out, h_out, w_out)
 
@@ -122,16 +167,16 @@ class Conv2D(Layer):
         K, (kh, kw) = self.K, self.kernel_size
         cols, x_shape = self._cache.pop("cols"), self._cache.pop("x_shape")
         c_out = self.out_channels
-        db = self.grads["b"] if self.bias else self._buffer("db_unused", (c_out,), dout.dtype)
+        db = self.grads["b"] if self.bias else self.workspace("db_unused", (c_out,), dout.dtype)
         _, dout_cm = K.bias_grad_nchw(dout, db=db,
-                                      dout_cm=self._buffer("dout_cm", (c_out, dout.size // c_out), dout.dtype))
+                                      dout_cm=self.workspace("dout_cm", (c_out, dout.size // c_out), dout.dtype))
         K.gemm(dout_cm, cols, trans_b=True, out=self.grads["W"].reshape(c_out, -1))
         if not self.requires_input_grad:
             return None
         # cols is spent once dW is known, so its memory takes dcols.
         dcols = K.gemm(self.params["W"].reshape(c_out, -1), dout_cm, trans_a=True, out=cols)
         return K.col2im(dcols, x_shape, kh, kw, self.stride, self.padding,
-                        out=self._buffer("dx", x_shape, dout.dtype))
+                        out=self.workspace("dx", x_shape, dout.dtype))
 
     def _bias(self, dtype):
         """``params["b"]``, or a constant zero vector when the layer has no bias."""

@@ -69,10 +69,34 @@ class Dense(Layer):
         return {"in_features": self.in_features, "out_features": self.out_features, "init": self.init,
                 "bias": self.bias}
 
+    elementwise = False
+
+    def onnx_nodes(self, x, out, weight, helper):
+        # Gemm(A=x, B=W, C=b): W is (in, out), so transB=0
+        inputs = [x, weight("W")] + ([weight("b")] if self.bias else [])
+        return [helper.make_node("Gemm", inputs, [out], name=self.name)]
+
+    def fold_into(self, previous):
+        return None
+
+    def with_channel_affine(self, scale, shift):
+        """``W' = W * scale`` (each output feature's column), ``b' = b * scale + shift``, in float64,
+        rounded once to this layer's dtype."""
+        dtype = self.params["W"].dtype
+        w = np.asarray(self.K.to_numpy(self.params["W"]), np.float64) * scale.reshape(1, -1)
+        b = np.asarray(self.K.to_numpy(self.params["b"]), np.float64) if self.bias else np.zeros(scale.shape)
+        new = type(self).from_config(dict(self.get_config(), bias=True), initialize=False)
+        new._set_param("W", w.astype(dtype))
+        new._set_param("b", (b * scale + shift).astype(dtype))
+        return new
+
+    def explain_unit(self, x, out, image, channel, row, col):
+        return None  # no spatial units
+
     def forward(self, x, training=True):
         K = self.K
-        self._check_input(x, 2, 1, self.in_features, "in_features")
-        out = K.gemm(x, self.params["W"], out=self._buffer("out", (x.shape[0], self.out_features), x.dtype))
+        self.check_input(x, 2, 1, self.in_features, "in_features")
+        out = K.gemm(x, self.params["W"], out=self.workspace("out", (x.shape[0], self.out_features), x.dtype))
         if self.bias:
             K.bias_add(out, self.params["b"])
         self._cache = {"x": x}
@@ -86,4 +110,4 @@ class Dense(Layer):
             K.bias_grad(dout, out=self.grads["b"])
         if not self.requires_input_grad:
             return None
-        return K.gemm(dout, self.params["W"], trans_b=True, out=self._buffer("dx", x.shape, dout.dtype))
+        return K.gemm(dout, self.params["W"], trans_b=True, out=self.workspace("dx", x.shape, dout.dtype))

@@ -40,6 +40,20 @@ class Dropout(Layer):
         self.seed = int(np.random.default_rng().integers(2**62)) if seed is None else int(seed)
         self.calls = 0
 
+    elementwise = True
+
+    def onnx_nodes(self, x, out, weight, helper):
+        return []  # the identity at inference: no node
+
+    def fold_into(self, previous):
+        return None  # the identity at inference: scratchcnn.nn.folding keeps it, the model ignores it
+
+    def with_channel_affine(self, scale, shift):
+        return None
+
+    def explain_unit(self, x, out, image, channel, row, col):
+        return None
+
     def reset_parameters(self, rng):
         self.seed = int(rng.integers(2**62))
         self.calls = 0
@@ -58,8 +72,8 @@ class Dropout(Layer):
             self._cache = {"mask": None}
             return x
         out, mask = self.K.dropout_forward(x, self.p, self.seed, self.calls,
-                                           out=self._buffer("out", x.shape, x.dtype),
-                                           mask=self._buffer("mask", x.shape, x.dtype))
+                                           out=self.workspace("out", x.shape, x.dtype),
+                                           mask=self.workspace("mask", x.shape, x.dtype))
         self.calls += 1
         self._cache = {"mask": mask}
         return out
@@ -68,4 +82,4 @@ class Dropout(Layer):
         mask = self._cache.pop("mask")
         if mask is None:
             return dout
-        return self.K.dropout_backward(dout, mask, out=self._buffer("dx", dout.shape, dout.dtype))
+        return self.K.dropout_backward(dout, mask, out=self.workspace("dx", dout.shape, dout.dtype))

@@ -20,6 +20,22 @@ class GlobalAvgPool2D(Layer):
     an equal share of its mean.
     """
 
+    elementwise = False  # it averages each map away: no spatial unit survives it
+
+    def onnx_nodes(self, x, out, weight, helper):
+        """ONNX ``GlobalAveragePool`` gives (N, C, 1, 1); ``Flatten`` makes it (N, C)."""
+        return [helper.make_node("GlobalAveragePool", [x], [f"{out}/pooled"], name=self.name),
+                helper.make_node("Flatten", [f"{out}/pooled"], [out], name=f"{self.name}.flatten", axis=1)]
+
+    def fold_into(self, previous):
+        return None
+
+    def with_channel_affine(self, scale, shift):
+        return None
+
+    def explain_unit(self, x, out, image, channel, row, col):
+        return None  # each output is the plain mean of one input map
+
     def output_shape(self, input_shape):
         if len(input_shape) != 3:
             raise ValueError(f"GlobalAvgPool2D needs (C, H, W) per sample, got {tuple(input_shape)}")
@@ -33,7 +49,7 @@ class GlobalAvgPool2D(Layer):
         if len(x.shape) != 4:
             raise ValueError(f"{self.name or 'GlobalAvgPool2D'}: expected input of rank 4 (N, C, H, W), "
                              f"got shape {tuple(x.shape)}")
-        out = self.K.global_avgpool_forward(x, out=self._buffer("out", x.shape[:2], x.dtype))
+        out = self.K.global_avgpool_forward(x, out=self.workspace("out", x.shape[:2], x.dtype))
         self._cache = {"x_shape": tuple(x.shape)}
         return out
 
@@ -41,4 +57,4 @@ class GlobalAvgPool2D(Layer):
         x_shape = self._cache.pop("x_shape")
         if not self.requires_input_grad:
             return None
-        return self.K.global_avgpool_backward(dout, x_shape, out=self._buffer("dx", x_shape, dout.dtype))
+        return self.K.global_avgpool_backward(dout, x_shape, out=self.workspace("dx", x_shape, dout.dtype))

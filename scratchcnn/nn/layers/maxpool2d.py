@@ -41,6 +41,30 @@ class MaxPool2D(Layer):
             raise ValueError(f"MaxPool2D: kernel_size {kernel_size} too large (argmax is stored as int8)")
         self.kernel_size, self.stride = int(kernel_size), int(stride)
 
+    elementwise = False
+
+    def onnx_nodes(self, x, out, weight, helper):
+        # floor (ceil_mode=0) and no padding, as here
+        return [helper.make_node("MaxPool", [x], [out], name=self.name, kernel_shape=[self.kernel_size] * 2,
+                                 strides=[self.stride] * 2)]
+
+    def fold_into(self, previous):
+        return None
+
+    def with_channel_affine(self, scale, shift):
+        return None  # max(a*x + b) = a*max(x) + b only for a > 0: not folded
+
+    def explain_unit(self, x, out, image, channel, row, col):
+        """``kind = "pool"``: ``window`` (k, k) float64, the input values the window covers;
+        ``origin`` (row, col) of its top-left in the input; ``winner`` (u, v), the argmax inside
+        the window (the first in row-major order on ties, as ``backward`` routes the gradient);
+        ``output``, the max; ``framework_output``, the layer's own output there."""
+        k, s = self.kernel_size, self.stride
+        window = x[image, channel, row * s:row * s + k, col * s:col * s + k].astype(np.float64)
+        u, v = np.unravel_index(int(np.argmax(window)), window.shape)
+        return {"kind": "pool", "origin": (row * s, col * s), "window": window, "winner": (int(u), int(v)),
+                "output": float(window[u, v]), "framework_output": float(out[image, channel, row, col])}
+
     def output_shape(self, input_shape):
         c, h, w = input_shape
         return (c, conv_output_size(h, self.kernel_size, self.stride, 0),
@@ -59,11 +83,11 @@ class MaxPool2D(Layer):
         shape = (x.shape[0],) + self.output_shape(x.shape[1:])
         out, argmax = self.K.maxpool_forward(
             x, self.kernel_size, self.stride,
-            out=self._buffer("out", shape, x.dtype), argmax=self._buffer("argmax", shape, np.int8))
+            out=self.workspace("out", shape, x.dtype), argmax=self.workspace("argmax", shape, np.int8))
         self._cache = {"argmax": argmax, "x_shape": tuple(x.shape)}
         return out
 
     def backward(self, dout):
         argmax, x_shape = self._cache.pop("argmax"), self._cache.pop("x_shape")
         return self.K.maxpool_backward(dout, argmax, x_shape, self.kernel_size, self.stride,
-                                       out=self._buffer("dx", x_shape, dout.dtype))
+                                       out=self.workspace("dx", x_shape, dout.dtype))

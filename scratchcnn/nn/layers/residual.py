@@ -56,18 +56,19 @@ class _ChildArrays(MutableMapping):
 
 def _layer_from_entry(entry, where: str, rng):
     """A Layer given as itself or as ``{"class": name, "config": {...}}`` (a saved model's JSON)."""
-    from scratchcnn.nn.layers import LAYER_CLASSES  # the registry imports this module
-
     if isinstance(entry, Layer):
         return entry
+    registry = Layer.registry
     cls_name = entry.get("class") if isinstance(entry, dict) else None
-    if cls_name not in LAYER_CLASSES:
-        raise ValueError(f"Residual {where}: unknown class {cls_name!r}; expected one of {sorted(LAYER_CLASSES)}")
-    kwargs = dict(entry.get("config", {}))
-    if rng is not None and "rng" in inspect.signature(LAYER_CLASSES[cls_name]).parameters:
-        kwargs["rng"] = rng
+    if cls_name not in registry:
+        raise ValueError(f"Residual {where}: unknown class {cls_name!r}; expected one of {sorted(registry)}")
+    cls, kwargs = registry[cls_name], dict(entry.get("config", {}))
     try:
-        return LAYER_CLASSES[cls_name](**kwargs)
+        if rng is NO_INIT:
+            return cls.from_config(kwargs, initialize=False)
+        if rng is not None and "rng" in inspect.signature(cls).parameters:
+            kwargs["rng"] = rng
+        return cls(**kwargs)
     except TypeError as exc:
         raise ValueError(f"Residual {where} ({cls_name}): bad config {entry.get('config')!r}: {exc}") from None
 
@@ -161,11 +162,46 @@ class Residual(Layer):
         self._cache.clear()
         return self
 
-    def _set_param(self, key, value):
+    def _child(self, key):
+        """``(sub-layer, its own key)`` for a block key such as ``"main.conv2d_0.W"``."""
         for prefix, child in self._children:
             if key.startswith(prefix + "."):
-                return child._set_param(key[len(prefix) + 1:], value)
-        raise KeyError(key)
+                return child, key[len(prefix) + 1:]
+        raise KeyError(f"{self.name or 'Residual'} has no parameter or buffer {key!r}")
+
+    def _set_param(self, key, value):
+        child, sub = self._child(key)
+        child._set_param(sub, value)
+
+    def set_array(self, key, value):
+        child, sub = self._child(key)
+        child.set_array(sub, value)
+
+    # -- hooks (Layer.HOOKS) ---------------------------------------------------------
+    elementwise = False  # it convolves: a unit's value cannot be followed through it
+
+    def onnx_nodes(self, x, out, weight, helper):
+        """Each path's layers' own nodes (their weights named ``<block>.main.conv2d_0.W``, ...), then
+        ``Add`` and ``Relu`` (ONNX operators of the same names)."""
+        nodes, ends = [], {"main": x, "shortcut": x}
+        for prefix, layer in self._children:
+            path = prefix.split(".")[0]
+            made = layer.onnx_nodes(ends[path], f"{out}/{prefix}", lambda k, p=prefix: weight(f"{p}.{k}"), helper)
+            if made:  # a layer that is the identity at inference (Dropout) makes no node
+                ends[path] = f"{out}/{prefix}"
+            nodes += made
+        total = f"{out}/sum"
+        return nodes + [helper.make_node("Add", [ends["main"], ends["shortcut"]], [total], name=f"{self.name}.add"),
+                        helper.make_node("Relu", [total], [out], name=f"{self.name}.relu")]
+
+    def fold_into(self, previous):
+        return None  # a block does not fold into the layer before it
+
+    def with_channel_affine(self, scale, shift):
+        return None  # the ReLU after the sum does not commute with a per-channel affine map
+
+    def explain_unit(self, x, out, image, channel, row, col):
+        return None  # a sum of two paths of layers: their maps tell more than one unit
 
     def reset_parameters(self, rng):
         for _, child in self._children:
@@ -238,19 +274,19 @@ class Residual(Layer):
         if tuple(y.shape) != tuple(s.shape):
             raise ValueError(f"{self.name or 'Residual'}: main path output {tuple(y.shape)} differs from the "
                              f"shortcut's {tuple(s.shape)}")
-        out = self.K.add_relu_forward(y, s, out=self._buffer("out", y.shape, y.dtype))
+        out = self.K.add_relu_forward(y, s, out=self.workspace("out", y.shape, y.dtype))
         self._cache = {"out": out}
         return out
 
     def backward(self, dout):
         K, out = self.K, self._cache.pop("out")
-        d = K.relu_backward(dout, out, out=self._buffer("d", dout.shape, dout.dtype))
+        d = K.relu_backward(dout, out, out=self.workspace("d", dout.shape, dout.dtype))
         want_dx = self.requires_input_grad
         dx_main = self._path_backward(self.steps, d, want_dx)
         if not self.shortcut:
-            return K.add(dx_main, d, out=self._buffer("dx", dx_main.shape, d.dtype)) if want_dx else None
+            return K.add(dx_main, d, out=self.workspace("dx", dx_main.shape, d.dtype)) if want_dx else None
         dx_short = self._path_backward(self.shortcut, d, want_dx)
-        return K.add(dx_main, dx_short, out=self._buffer("dx", dx_main.shape, d.dtype)) if want_dx else None
+        return K.add(dx_main, dx_short, out=self.workspace("dx", dx_main.shape, d.dtype)) if want_dx else None
 
     @staticmethod
     def _path_backward(path, dout, want_dx):

@@ -1,4 +1,7 @@
-"""ReLU, inverted dropout and the residual sum, element by element on Numba's threads; see ``kernels.numpy_ref.activation``."""
+"""ReLU, inverted dropout and the residual sum, element by element on Numba's threads.
+
+See ``kernels.numpy_ref.activation``.
+"""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,6 @@
-"""Max-pooling, global average pooling and the fused Conv-ReLU-MaxPool block as CUDA kernels; see ``kernels.numpy_ref.pool``.
+"""Max-pooling, global average pooling and the fused Conv-ReLU-MaxPool block as CUDA kernels.
+
+See ``kernels.numpy_ref.pool``.
 
 One pair of kernels serves plain max-pooling (NCHW input) and the fused
 Conv-ReLU-Pool block (channel-major GEMM output). An input "plane" is one

@@ -1,4 +1,4 @@
-"""Max-pooling, global average pooling, and the Conv2D -> ReLU -> MaxPool2D block computed on a convolution's GEMM output."""
+"""Max-pooling, global average pooling, and Conv2D -> ReLU -> MaxPool2D computed on a convolution's GEMM output."""
 from __future__ import annotations
 
 import numpy as np

@@ -31,7 +31,10 @@ KERNELS = (
     # activations, pooling, regularisation
     "relu_forward", "relu_backward",
     "maxpool_forward", "maxpool_backward",
+    "global_avgpool_forward", "global_avgpool_backward",
     "dropout_forward", "dropout_backward",
+    # residual blocks: the sum of the two paths with its ReLU, and the sum of their gradients
+    "add_relu_forward", "add",
     # batch normalisation (per channel of NCHW, or per feature of (N, F))
     "batchnorm_forward", "batchnorm_backward",
     # loss

@@ -143,6 +143,35 @@ def test_elementwise_dense_loss_and_dropout(backend, rng):
 
 
 @pytest.mark.parametrize("backend", COMPILED)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(2, 3, 4, 5), (1, 1, 1, 1), (5, 7, 8, 8)])
+def test_residual_sum_and_global_average_pooling(backend, dtype, shape, rng):
+    """The residual block's kernels (add + ReLU, the gradient sum) and global average pooling."""
+    K = kernels.get(backend)
+    a, b = (rng.standard_normal(shape).astype(dtype) for _ in range(2))
+    np.testing.assert_array_equal(K.add_relu_forward(a, b), R.add_relu_forward(a, b))  # one rounding: exact
+    np.testing.assert_array_equal(K.add(a, b), R.add(a, b))
+    assert (R.add_relu_forward(a, b) == np.maximum(a + b, 0)).all()
+    stale = np.full(shape, 7, dtype)
+    assert K.add(a, b, out=stale) is stale and (stale == a + b).all()  # writes every element of out
+    in_place = a.copy()
+    K.add_relu_forward(in_place, b, out=in_place)  # out may be an operand (the block sums into a buffer)
+    np.testing.assert_array_equal(in_place, np.maximum(a + b, 0))
+    n, c, h, w = shape
+    want = R.global_avgpool_forward(a)
+    np.testing.assert_allclose(want, a.astype(np.float64).mean(axis=(2, 3)),
+                               rtol=1e-6 if dtype == np.float32 else 1e-13)
+    close(K.global_avgpool_forward(a), want, rtol=1e-6)
+    dout = rng.standard_normal((n, c)).astype(dtype)
+    got = K.global_avgpool_backward(dout, shape, out=np.full(shape, 7, dtype))
+    close(got, R.global_avgpool_backward(dout, shape), rtol=1e-6)
+    with pytest.raises(ValueError, match="operands differ"):
+        K.add(a, b.reshape(-1))
+    with pytest.raises(ValueError, match="dout must have shape"):
+        K.global_avgpool_backward(dout[:, :0], shape)
+
+
+@pytest.mark.parametrize("backend", COMPILED)
 @pytest.mark.parametrize("shape", [(4, 3, 5, 5), (1, 2, 3, 3), (6, 7)])
 def test_batchnorm(backend, shape, rng):
     K = kernels.get(backend)
@@ -201,7 +230,7 @@ def _model(preset, backend, optimizer):
 
 
 @pytest.mark.parametrize("backend", COMPILED)
-@pytest.mark.parametrize("preset", ["classic", "vgg-small"])
+@pytest.mark.parametrize("preset", ["classic", "vgg-small", "resnet8"])
 def test_whole_network_forward_and_backward(backend, preset, rng):
     """One training-mode forward and backward pass (fused on the compiled backend): same loss and gradients."""
     from scratchcnn.nn.optimizers import SGD

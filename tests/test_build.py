@@ -51,7 +51,9 @@ def test_constructors_touch_no_backend(monkeypatch):
         raise AssertionError("a constructor called kernels.get()")
 
     monkeypatch.setattr(kernels, "get", refuse)
-    layers = vgg_small((1, 8, 8), 10)
+    from scratchcnn.nn.presets import resnet8
+
+    layers = vgg_small((1, 8, 8), 10) + resnet8((1, 8, 8), 10)
     assert {type(layer).__name__ for layer in layers} == set(LAYER_CLASSES)
     for layer in layers:
         assert all(isinstance(a, np.ndarray) for a in (*layer.params.values(), *layer.buffers.values()))

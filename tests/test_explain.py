@@ -123,3 +123,19 @@ def test_breakdown_errors_name_the_problem():
         explain.conv_unit_breakdown(model, traced, "conv2d_0", 0, 8, 0)
     with pytest.raises(ValueError, match="not a MaxPool2D"):
         explain.pool_unit_breakdown(model, traced, "conv2d_0", 0, 0, 0)
+
+
+def test_a_resnets_feature_maps_are_its_stem_and_each_block_and_saliency_runs_through_the_blocks(rng):
+    from scratchcnn.nn.presets import build_model
+
+    model = build_model("resnet8", (1, 12, 12), 10, seed=0, backend="numpy")
+    x = rng.standard_normal((2, 1, 12, 12)).astype(np.float32)
+    maps = explain.feature_maps(model, x)
+    assert {name: m.shape for name, m in maps.items()} == {
+        "conv2d_0": (2, 16, 12, 12), "residual_0": (2, 16, 12, 12), "residual_1": (2, 32, 6, 6),
+        "residual_2": (2, 64, 3, 3)}
+    np.testing.assert_array_equal(maps["residual_2"], model.layers[5].forward(model.layers[4].forward(
+        model.layers[3].forward(model.layers[2].forward(model.layers[1].forward(model.layers[0].forward(
+            x, False), False), False), False), False), False))
+    grad, target, logits = explain.saliency(model, x)
+    assert grad.shape == x.shape and np.abs(grad).max() > 0

@@ -27,7 +27,7 @@ def _session(path):
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-@pytest.fixture(scope="module", params=["classic", "vgg-small"])
+@pytest.fixture(scope="module", params=["classic", "vgg-small", "resnet8"])
 def exported(request, fashion_subset, tmp_path_factory):
     """A preset trained for one short epoch on real Fashion-MNIST (so BatchNorm's running statistics
     are real ones), saved as a run's model.npz and exported by the CLI."""
@@ -65,6 +65,9 @@ def test_the_file_passes_the_checker_and_says_what_it_is(exported):
     assert [(o.domain, o.version) for o in m.opset_import] == [("", OPSET)]
     ops = {node.op_type for node in m.graph.node}
     expected = {"Conv", "Relu", "MaxPool", "Flatten", "Gemm", "Softmax"}
+    if preset == "resnet8":  # no pooling but the global average; each block ends in Add + Relu
+        expected = expected - {"MaxPool"} | {"BatchNormalization", "Add", "GlobalAveragePool"}
+        assert sum(node.op_type == "Add" for node in m.graph.node) == 3
     assert ops == (expected | {"BatchNormalization"} if preset == "vgg-small" else expected)
     meta = {p.key: json.loads(p.value) for p in m.metadata_props}
     assert meta["class_names"][0] == "T-shirt/top" and meta["normalization"]["mean"] == pytest.approx(d.mean)
@@ -72,7 +75,7 @@ def test_the_file_passes_the_checker_and_says_what_it_is(exported):
     assert batch[0].dim_param == "N" and [dim.dim_value for dim in batch[1:]] == [1, 28, 28]
 
 
-@pytest.mark.parametrize("preset", ["classic", "vgg-small"])
+@pytest.mark.parametrize("preset", ["classic", "vgg-small", "resnet8"])
 def test_colour_models_export_too(preset):
     model = build_model(preset, (3, 32, 32), 10, seed=1, backend="numpy")
     x = np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32)

@@ -6,7 +6,7 @@ import pytest
 
 from scratchcnn.nn.gradcheck import check_layer, numerical_grad, rel_error
 from scratchcnn.nn.layers import (LAYER_CLASSES, BatchNorm1D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten,
-                               MaxPool2D, ReLU)
+                               GlobalAvgPool2D, MaxPool2D, ReLU, Residual, basic_block)
 from scratchcnn.nn.losses import SoftmaxCrossEntropy
 from scratchcnn.nn.model import Sequential
 from tests.conftest import host_backends
@@ -28,6 +28,8 @@ CASES = {
     "conv_stride2_padding1_odd": (lambda: Conv2D(2, 3, 3, stride=2, padding=1), (2, 2, 7, 9)),
     "conv_nonsquare_kernel": (lambda: Conv2D(1, 2, (2, 3), padding=1), (2, 1, 5, 4)),
     "conv_1x1": (lambda: Conv2D(3, 2, 1), (2, 3, 3, 3)),
+    "conv_1x1_stride2": (lambda: Conv2D(3, 4, 1, stride=2), (2, 3, 5, 6)),  # a ResNet projection shortcut
+    "conv_3x3_stride2_even": (lambda: Conv2D(2, 3, 3, stride=2, padding=1), (2, 2, 8, 8)),  # drops a border
     "dense": (lambda: Dense(7, 5), (3, 7)),
     "dense_batch1": (lambda: Dense(4, 1), (1, 4)),
     "relu": (lambda: ReLU(), (3, 2, 4, 4)),
@@ -40,6 +42,12 @@ CASES = {
     "batchnorm2d": (lambda: BatchNorm2D(3), (4, 3, 3, 3)),
     "batchnorm2d_batch1": (lambda: BatchNorm2D(2), (1, 2, 3, 4)),
     "batchnorm1d": (lambda: BatchNorm1D(5), (6, 5)),
+    "global_avg_pool": (lambda: GlobalAvgPool2D(), (2, 3, 4, 5)),
+    "global_avg_pool_1x1_map": (lambda: GlobalAvgPool2D(), (3, 2, 1, 1)),
+    "residual_identity": (lambda: basic_block(3, 3), (2, 3, 5, 5)),
+    "residual_projection_stride2": (lambda: basic_block(2, 4, stride=2), (2, 2, 5, 6)),
+    "residual_no_batchnorm": (lambda: Residual([Conv2D(2, 2, 3, padding=1), ReLU(), Conv2D(2, 2, 3, padding=1)]),
+                              (2, 2, 4, 4)),
 }
 
 
@@ -51,7 +59,7 @@ def test_layer_gradients(case, backend, rng):
     if hasattr(layer, "reset_parameters") and layer.params:
         layer.reset_parameters(rng)
         for key, value in layer.params.items():  # non-trivial gamma/beta for batch norm
-            if key in ("gamma", "beta"):
+            if key.rsplit(".", 1)[-1] in ("gamma", "beta"):
                 layer.params[key] = layer.K.asarray(rng.standard_normal(value.shape).astype(np.float32))
     layer.to(backend)
     errors = check_layer(layer, distinct(rng, shape), rng)
@@ -113,12 +121,12 @@ def _sampled_check(model, x, y, rng, samples=12, h=1e-5):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("preset", ["classic", "vgg-small"])
+@pytest.mark.parametrize("preset", ["classic", "vgg-small", "resnet8"])
 def test_whole_network_end_to_end_through_the_loss(preset, backend, rng):
     """The default network (fused on compiled backends) with its loss, parameters sampled, in float64."""
     from scratchcnn.nn.presets import PRESETS
 
-    shape = (1, 12, 12) if preset == "vgg-small" else (1, 16, 16)
+    shape = {"vgg-small": (1, 12, 12), "resnet8": (1, 8, 8)}.get(preset, (1, 16, 16))
     model = Sequential(PRESETS[preset](shape, 10), input_shape=shape, seed=0, backend=backend)
     model.to(backend, np.float64)
     x = rng.standard_normal((3,) + shape)
@@ -132,7 +140,8 @@ def test_every_layer_class_follows_the_protocol(rng):
     examples = {"Conv2D": CASES["conv_stride2_padding1_odd"], "Dense": CASES["dense"], "ReLU": CASES["relu"],
                 "MaxPool2D": CASES["maxpool_overlapping_3s2"], "Flatten": CASES["flatten"],
                 "Dropout": CASES["dropout"], "BatchNorm2D": CASES["batchnorm2d"],
-                "BatchNorm1D": CASES["batchnorm1d"]}
+                "BatchNorm1D": CASES["batchnorm1d"], "GlobalAvgPool2D": CASES["global_avg_pool"],
+                "Residual": CASES["residual_projection_stride2"]}
     assert set(examples) == set(LAYER_CLASSES), "a layer class has no protocol example"
     for name, (factory, shape) in examples.items():
         layer = factory()

@@ -69,6 +69,32 @@ def test_fused_and_unfused_plans_compute_the_same_outputs_gradients_and_training
         np.testing.assert_allclose(after[key], value, rtol=1e-4, atol=1e-5, err_msg=key)
 
 
+@pytest.mark.parametrize("backend", host_backends())
+def test_a_residual_blocks_main_path_is_planned_and_computes_the_same(backend):
+    """resnet8's blocks fuse their Conv-BN-ReLU (stride 1 and 2) on the CPU; outputs and gradients agree."""
+    from scratchcnn.nn.presets import build_model
+
+    K, shape = kernels.get(backend), (1, 12, 12)
+    models = [build_model("resnet8", shape, 10, seed=0, backend=backend) for _ in range(2)]
+    models[1].fuse = False
+    models[1].build(shape, backend=backend)
+    fused, unfused = models
+    block = fused.layers[4]  # the first strided block: Conv3x3 stride 2 - BN - ReLU fused where the backend can
+    assert isinstance(block.steps[0], plan_module.ConvBNReLU) == bool(K.CONV_BN and K.FUSE_BY_DEFAULT)
+    assert unfused.layers[4].steps == unfused.layers[4].main
+    x, y = synthetic_batch(shape, 8, 10, seed=2)
+    for model in models:
+        model.compile(Adam(1e-2), SoftmaxCrossEntropy())
+        model.requires_input_grad = True
+    outs = [K.to_numpy(m.loss.forward(m.forward(K.asarray(x)), K.asarray(y))) for m in models]
+    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5)
+    dxs = [K.to_numpy(m.backward(m.loss.backward())).copy() for m in models]
+    np.testing.assert_allclose(dxs[0], dxs[1], rtol=1e-4, atol=1e-6)
+    grads = {key: K.to_numpy(g).copy() for key, _, g in fused.parameters()}
+    for key, _, g in unfused.parameters():
+        np.testing.assert_allclose(grads[key], K.to_numpy(g), rtol=1e-4, atol=1e-5, err_msg=key)
+
+
 def test_summary_prints_the_plan_that_will_run():
     text = _model("numpy", fuse=True).summary()
     assert "conv2d_2 + relu_2 + maxpool2d_1" in text and "fused: ConvReLUPool" in text

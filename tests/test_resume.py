@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scratchcnn.engine.augment import Augment
+from scratchcnn.engine.augment import Augment, Pipeline, RandomErasing
 from scratchcnn.files.checkpoint import load_checkpoint, save_checkpoint
 from scratchcnn.data import load_dataset
 from scratchcnn.nn.losses import SoftmaxCrossEntropy
@@ -39,14 +39,16 @@ def digits():
 
 
 class Hook:
-    """Augmentation (shifts, so the (seed, epoch, step) stream is exercised) that can also stop the trainer.
+    """Augmentation (shifts and random erasing, so the (seed, epoch, step) stream is exercised) that can also
+    stop the trainer.
 
     ``stop_at=(epoch, step)`` (0-based) requests a stop while that step runs; it then completes
     and the trainer stops before the next one, as after a Ctrl-C.
     """
 
     def __init__(self, fill, stop_at=None):
-        self.augment, self.stop_at, self.trainer = Augment(max_shift=1, fill=fill), stop_at, None
+        self.augment = Pipeline(Augment(max_shift=1, fill=fill), RandomErasing(p=0.5))
+        self.stop_at, self.trainer = stop_at, None
 
     def __call__(self, x, rng):
         st = self.trainer.state

@@ -317,3 +317,19 @@ def test_serve_reports_a_taken_port_in_one_line(mnist_run):
     assert done.stderr.strip().splitlines() == [
         f"python -m scratchcnn.serve: error: --host 127.0.0.1 --port {port}: cannot listen there: "
         "Address already in use"]
+
+
+def test_a_resnets_details_show_each_blocks_maps(tmp_path, fashion_test):
+    from scratchcnn.files.serialization import save_model
+    from scratchcnn.nn.presets import build_model
+
+    model = build_model("resnet8", (1, 28, 28), 10, seed=0, backend="numpy")
+    save_model(tmp_path / "model.npz", model, fashion_test[2], {"mean": 0.29, "std": 0.35, "scale": 255.0},
+               dataset="fashion")
+    resnet_client = TestClient(create_app(load_served([tmp_path / "model.npz"], backend="numpy")))
+    got = resnet_client.post("/api/predict", files={"image": ("a.png", png_bytes(fashion_test[0][0]), "image/png")},
+                             data={"details": "true"}).json()
+    layers = {layer["name"]: (layer["kind"], layer["shape"]) for layer in got["layers"]}
+    assert layers == {"conv2d_0": ("conv", [16, 28, 28]), "residual_0": ("block", [16, 28, 28]),
+                      "residual_1": ("block", [32, 14, 14]), "residual_2": ("block", [64, 7, 7])}
+    assert got["saliency"]["max_abs_gradient"] > 0

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from scratchcnn.engine import training
-from scratchcnn.engine.augment import Augment
+from scratchcnn.engine.augment import Augment, Pipeline, RandomErasing, crop_padding
 from scratchcnn.data import load_dataset
 from scratchcnn.errors import ConfigError, TrainingDiverged
 from scratchcnn.nn.losses import SoftmaxCrossEntropy
@@ -164,6 +164,68 @@ def test_cli_flips_fashion_only_and_fills_with_black(digits):
     assert make_augment(config.replace(dataset="mnist"), digits).flip is False
     assert make_augment(config.replace(dataset="fashion"), digits).flip is True
     assert make_augment(config.replace(augment=False), digits) is None
+
+
+def erased_boxes(x, out):
+    """Per image: None if unchanged, else (top, left, height, width) of the box around the changed pixels."""
+    boxes = []
+    for a, b in zip(x, out):
+        rows, cols = np.nonzero((a != b).any(axis=0))
+        boxes.append(None if rows.size == 0 else
+                     (rows.min(), cols.min(), rows.max() - rows.min() + 1, cols.max() - cols.min() + 1))
+    return boxes
+
+
+def test_random_erasing_draws_one_noisy_rectangle_within_the_papers_ranges(rng):
+    x = rng.standard_normal((400, 2, 28, 28)).astype(np.float32)
+    mean, std = (0.3, 0.5), (0.2, 0.4)
+    erase = RandomErasing(p=0.5, mean=mean, std=std)
+    out = erase(x, np.random.default_rng(7))
+    boxes = erased_boxes(x, out)
+    erased = [box for box in boxes if box is not None]
+    assert 160 <= len(erased) <= 240  # Binomial(400, 1/2): mean 200, sd 10
+    for i, box in enumerate(boxes):
+        if box is None:
+            np.testing.assert_array_equal(out[i], x[i])
+            continue
+        top, left, h, w = box
+        inside = out[i, :, top:top + h, left:left + w]
+        outside = out[i].copy()
+        outside[:, top:top + h, left:left + w] = x[i, :, top:top + h, left:left + w]
+        np.testing.assert_array_equal(outside, x[i])  # one rectangle, nothing else touched
+        assert 0.02 * 784 - 2 * 28 <= h * w <= 0.4 * 784 + 2 * 28 + 1  # S_e, within the rounding of sides
+        assert 0.3 / 1.6 <= h / w <= 3.3 * 1.6  # r_e, within the rounding of small sides
+        for c in range(2):  # noise: pixels in [0, 1], normalised as the data set
+            lo, hi = (0 - mean[c]) / std[c], (1 - mean[c]) / std[c]
+            assert lo - 1e-6 <= inside[c].min() and inside[c].max() <= hi + 1e-6
+    areas = [h * w / 784 for _, _, h, w in erased]
+    assert min(areas) < 0.08 and max(areas) > 0.3  # the whole range of sizes is drawn
+    np.testing.assert_array_equal(out, erase(x, np.random.default_rng(7)))  # a pure function of the generator
+    assert RandomErasing(p=0.0)(x, np.random.default_rng(7)) is not x
+    np.testing.assert_array_equal(RandomErasing(p=0.0)(x, np.random.default_rng(7)), x)
+    assert sum(box is not None for box in erased_boxes(x, RandomErasing(p=1.0)(x, np.random.default_rng(8)))) >= 398
+    with pytest.raises(ValueError, match="p must be in"):
+        RandomErasing(p=1.5)
+    with pytest.raises(ValueError, match="area"):
+        RandomErasing(area=(0.5, 0.2))
+
+
+def test_random_crop_pads_by_an_eighth_of_the_side_and_composes_with_erasing(digits):
+    assert (crop_padding(32), crop_padding(28), crop_padding(8)) == (4, 3, 1)
+    config = RunConfig.from_values({"dataset": "fashion", "random_crop": True})
+    crop = make_augment(config, digits)
+    assert isinstance(crop, Augment) and crop.max_shift == 1 and crop.flip is True
+    both = make_augment(config.replace(random_erasing=0.5), digits)
+    assert isinstance(both, Pipeline) and [type(t) for t in both.transforms] == [Augment, RandomErasing]
+    assert both.transforms[1].p == 0.5 and both.transforms[1].area == (0.02, 0.4)
+    x = digits.x_train[:64]
+    out = both(x, np.random.default_rng([0, 1, 2]))
+    np.testing.assert_array_equal(out, both(x, np.random.default_rng([0, 1, 2])))  # (seed, epoch, step) -> batch
+    erased_only = make_augment(config.replace(random_crop=False, random_erasing=0.5), digits)
+    assert isinstance(erased_only, RandomErasing)
+    assert make_augment(config.replace(random_crop=False), digits) is None
+    with pytest.raises(ConfigError, match="--augment and --random-crop both move the image"):
+        RunConfig.from_values({"augment": True, "random_crop": True})
 
 
 def test_trainer_augments_training_batches_only(digits):

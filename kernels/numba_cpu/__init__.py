@@ -23,7 +23,8 @@ from __future__ import annotations
 
 from kernels.api import CONV_BN_KERNELS, KERNELS
 from kernels.host_memory import asarray, empty, synchronize, to_numpy, zeros
-from kernels.numba_cpu.activation import dropout_backward, dropout_forward, relu_backward, relu_forward
+from kernels.numba_cpu.activation import (add, add_relu_forward, dropout_backward, dropout_forward, relu_backward,
+                                         relu_forward)
 from kernels.numba_cpu.bn_relu import (bn_relu_backward, bn_relu_forward, bn_relu_pool_backward,
                                       bn_relu_pool_forward)
 from kernels.numba_cpu.conv_bn import conv2d_affine_backward, conv2d_affine_forward
@@ -33,8 +34,8 @@ from kernels.numba_cpu.loss import softmax_xent_backward, softmax_xent_forward
 from kernels.numba_cpu.norm import (batchnorm_backward, batchnorm_backward_affine, batchnorm_batch_affine,
                                    batchnorm_forward, batchnorm_inference_affine)
 from kernels.numba_cpu.optim import adam_step, sgd_step
-from kernels.numba_cpu.pool import (conv_relu_pool_backward, conv_relu_pool_forward, maxpool_backward,
-                                    maxpool_forward)
+from kernels.numba_cpu.pool import (conv_relu_pool_backward, conv_relu_pool_forward, global_avgpool_backward,
+                                    global_avgpool_forward, maxpool_backward, maxpool_forward)
 
 # What this backend is and can do (kernels.api.CAPABILITIES).
 name = "cpu"

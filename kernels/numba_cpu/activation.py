@@ -1,12 +1,16 @@
-"""ReLU and inverted dropout, element by element on Numba's threads; see ``kernels.numpy_ref.activation``."""
+"""ReLU, inverted dropout and the residual sum, element by element on Numba's threads.
+
+See ``kernels.numpy_ref.activation``.
+"""
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
 
 from kernels import _hash
+from kernels.numpy_ref.activation import _check_pair
 
-__all__ = ["relu_forward", "relu_backward", "dropout_forward", "dropout_backward"]
+__all__ = ["relu_forward", "relu_backward", "dropout_forward", "dropout_backward", "add", "add_relu_forward"]
 
 
 _splitmix64 = njit(cache=True, inline="always")(_hash.splitmix64)
@@ -79,4 +83,29 @@ def dropout_backward(dout, mask, out=None):
     if out is None:
         out = np.empty_like(dout)
     _multiply_core(dout.reshape(-1), mask.reshape(-1), out.reshape(-1))
+    return out
+
+
+@njit(parallel=True, cache=True)
+def _add_core(a, b, relu, out):
+    for i in prange(a.size):
+        v = a[i] + b[i]
+        out[i] = max(v, 0) if relu else v
+
+
+def add(a, b, out=None):
+    """``a + b`` element-wise; see ``numpy_ref.add``."""
+    _check_pair(a, b, out, "add")
+    if out is None:
+        out = np.empty_like(a)
+    _add_core(a.reshape(-1), b.reshape(-1), False, out.reshape(-1))
+    return out
+
+
+def add_relu_forward(a, b, out=None):
+    """``max(a + b, 0)`` element-wise in one pass; see ``numpy_ref.add_relu_forward``."""
+    _check_pair(a, b, out, "add_relu_forward")
+    if out is None:
+        out = np.empty_like(a)
+    _add_core(a.reshape(-1), b.reshape(-1), True, out.reshape(-1))
     return out

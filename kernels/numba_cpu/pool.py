@@ -1,4 +1,4 @@
-"""Max-pooling and the fused Conv-ReLU-MaxPool block; see ``kernels.numpy_ref.pool``.
+"""Max-pooling, global average pooling and the fused Conv-ReLU-MaxPool block; see ``kernels.numpy_ref.pool``.
 
 One pair of cores serves both plain max-pooling (NCHW input) and the fused
 Conv-ReLU-Pool block (channel-major GEMM output): an input "plane" is one
@@ -13,7 +13,8 @@ from numba import njit, prange
 
 from kernels.api import check_nchw, check_out, conv_output_size
 
-__all__ = ["maxpool_forward", "maxpool_backward", "conv_relu_pool_forward", "conv_relu_pool_backward"]
+__all__ = ["maxpool_forward", "maxpool_backward", "conv_relu_pool_forward", "conv_relu_pool_backward",
+           "global_avgpool_forward", "global_avgpool_backward"]
 
 
 @njit(cache=True, inline="always")
@@ -150,3 +151,46 @@ def conv_relu_pool_backward(dout, argmax, out, h, w, kernel_size, stride, dy=Non
     _pool_backward_core(dout, argmax, out, True, h, w, kernel_size, stride, True,
                         dy.reshape(c * n, h * w), db)
     return dy, db
+
+
+@njit(parallel=True, cache=True)
+def _global_avgpool_forward_core(planes, out):
+    size = planes.shape[1]
+    for p in prange(planes.shape[0]):
+        total = 0.0  # float64, as the reference
+        for q in range(size):
+            total += planes[p, q]
+        out[p] = total / size
+
+
+def global_avgpool_forward(x, out=None):
+    """The mean of each (image, channel) map, (N, C, H, W) -> (N, C); see ``numpy_ref.global_avgpool_forward``.
+
+    Parallel over the N*C maps, each summed in float64.
+    """
+    n, c, h, w = check_nchw(x)
+    if out is None:
+        out = np.empty((n, c), x.dtype)
+    check_out(out, (n, c), x.dtype, "global_avgpool_forward out")
+    _global_avgpool_forward_core(np.ascontiguousarray(x).reshape(n * c, h * w), out.reshape(-1))
+    return out
+
+
+@njit(parallel=True, cache=True)
+def _global_avgpool_backward_core(dout, size, planes):
+    for p in prange(planes.shape[0]):
+        g = dout[p] / size
+        for q in range(planes.shape[1]):
+            planes[p, q] = g
+
+
+def global_avgpool_backward(dout, x_shape, out=None):
+    """``dx[n, c, :, :] = dout[n, c] / (H*W)``; see ``numpy_ref.global_avgpool_backward``. Parallel over maps."""
+    n, c, h, w = (int(s) for s in x_shape)
+    if tuple(dout.shape) != (n, c):
+        raise ValueError(f"global_avgpool_backward: dout must have shape {(n, c)}, got {tuple(dout.shape)}")
+    if out is None:
+        out = np.empty((n, c, h, w), dout.dtype)
+    check_out(out, (n, c, h, w), dout.dtype, "global_avgpool_backward out")
+    _global_avgpool_backward_core(np.ascontiguousarray(dout).reshape(-1), h * w, out.reshape(n * c, h * w))
+    return out

@@ -41,15 +41,16 @@ is how the tests check them without a GPU.
 from __future__ import annotations
 
 from kernels.api import KERNELS
-from kernels.numba_cuda.activation import dropout_backward, dropout_forward, relu_backward, relu_forward
+from kernels.numba_cuda.activation import (add, add_relu_forward, dropout_backward, dropout_forward, relu_backward,
+                                          relu_forward)
 from kernels.numba_cuda.conv import bias_add_nchw, bias_grad_nchw, col2im, im2col
 from kernels.numba_cuda.gemm import bias_add, bias_grad, gemm
 from kernels.numba_cuda.loss import softmax_xent_backward, softmax_xent_forward
 from kernels.numba_cuda.memory import asarray, empty, synchronize, to_numpy, zeros
 from kernels.numba_cuda.norm import batchnorm_backward, batchnorm_forward
 from kernels.numba_cuda.optim import adam_step, sgd_step
-from kernels.numba_cuda.pool import (conv_relu_pool_backward, conv_relu_pool_forward, maxpool_backward,
-                                     maxpool_forward)
+from kernels.numba_cuda.pool import (conv_relu_pool_backward, conv_relu_pool_forward, global_avgpool_backward,
+                                     global_avgpool_forward, maxpool_backward, maxpool_forward)
 
 # What this backend is and can do (kernels.api.CAPABILITIES).
 name = "cuda"

@@ -1,4 +1,4 @@
-"""ReLU and inverted dropout as CUDA kernels; see ``kernels.numpy_ref.activation``."""
+"""ReLU, inverted dropout and the residual sum as CUDA kernels; see ``kernels.numpy_ref.activation``."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,7 +10,7 @@ from kernels.numba_cuda import launch as _launch
 from kernels.numba_cuda.launch import grid_1d
 from kernels.numba_cuda.memory import _dev, _flat, empty
 
-__all__ = ["relu_forward", "relu_backward", "dropout_forward", "dropout_backward"]
+__all__ = ["relu_forward", "relu_backward", "dropout_forward", "dropout_backward", "add", "add_relu_forward"]
 
 
 _splitmix64 = cuda.jit(device=True)(_hash.splitmix64)
@@ -111,3 +111,40 @@ def dropout_backward(dout, mask, out=None):
     if dout.size:
         _launch.launch(_multiply_k, *grid_1d(dout.size), _flat(dout), _flat(mask), _flat(out))
     return out
+
+
+@cuda.jit(cache=True)
+def _add_k(a, b, relu, out):
+    """``out[i] = a[i] + b[i]``, clipped at 0 with ``relu``; one thread per element, grid-stride, ``grid_1d``.
+
+    ``out`` may alias ``a`` or ``b``: each thread reads its element before writing it.
+    """
+    for i in range(cuda.grid(1), a.size, cuda.gridsize(1)):
+        v = a[i] + b[i]
+        if relu and v < 0:
+            out[i] = 0
+        else:
+            out[i] = v
+
+
+def _add(a, b, relu, out, what):
+    a, b = _dev(a), _dev(b)
+    if tuple(a.shape) != tuple(b.shape) or a.dtype != b.dtype:
+        raise ValueError(f"{what}: operands differ: shape {tuple(a.shape)} {a.dtype} and "
+                         f"shape {tuple(b.shape)} {b.dtype}")
+    if out is None:
+        out = empty(a.shape, a.dtype)
+    check_out(out, a.shape, a.dtype, f"{what} out")
+    if a.size:
+        _launch.launch(_add_k, *grid_1d(a.size), _flat(a), _flat(b), relu, _flat(out))
+    return out
+
+
+def add(a, b, out=None):
+    """``a + b`` element-wise; see ``numpy_ref.add``. Limit: bandwidth."""
+    return _add(a, b, False, out, "add")
+
+
+def add_relu_forward(a, b, out=None):
+    """``max(a + b, 0)`` element-wise in one kernel; see ``numpy_ref.add_relu_forward``. Limit: bandwidth."""
+    return _add(a, b, True, out, "add_relu_forward")

@@ -1,4 +1,6 @@
-"""Max-pooling and the fused Conv-ReLU-MaxPool block as CUDA kernels; see ``kernels.numpy_ref.pool``.
+"""Max-pooling, global average pooling and the fused Conv-ReLU-MaxPool block as CUDA kernels.
+
+See ``kernels.numpy_ref.pool``.
 
 One pair of kernels serves plain max-pooling (NCHW input) and the fused
 Conv-ReLU-Pool block (channel-major GEMM output). An input "plane" is one
@@ -16,7 +18,8 @@ from kernels.numba_cuda.launch import grid_1d
 from kernels.numba_cuda.memory import _dev, empty
 from kernels.numba_cuda.reduce import _channel_sums
 
-__all__ = ["maxpool_forward", "maxpool_backward", "conv_relu_pool_forward", "conv_relu_pool_backward"]
+__all__ = ["maxpool_forward", "maxpool_backward", "conv_relu_pool_forward", "conv_relu_pool_backward",
+           "global_avgpool_forward", "global_avgpool_backward"]
 
 
 @cuda.jit(cache=True)
@@ -177,3 +180,58 @@ def conv_relu_pool_backward(dout, argmax, out, h, w, kernel_size, stride, dy=Non
                    int(kernel_size), int(stride), True, dy.reshape(c * n, h * w))
     _channel_sums(dy.reshape(1, c, n * h * w), db)
     return dy, db
+
+
+@cuda.jit(cache=True)
+def _global_avgpool_forward_k(planes, out):
+    """One thread per (image, channel) map: the mean of its row of ``planes`` (N*C, H*W), summed in float64.
+
+    Launch: ``grid_1d(N*C)``, grid-stride. Limit: memory latency for small
+    batches (a ResNet's last maps are 8x8 or 7x7, 49-64 values per thread).
+    """
+    size = planes.shape[1]
+    for p in range(cuda.grid(1), planes.shape[0], cuda.gridsize(1)):
+        total = 0.0
+        for q in range(size):
+            total += planes[p, q]
+        out[p] = total / size
+
+
+def global_avgpool_forward(x, out=None):
+    """The mean of each (image, channel) map, (N, C, H, W) -> (N, C); see ``numpy_ref.global_avgpool_forward``.
+
+    Launch: ``_global_avgpool_forward_k``.
+    """
+    n, c, h, w = check_nchw(x)
+    x = _dev(x)
+    if out is None:
+        out = empty((n, c), x.dtype)
+    check_out(out, (n, c), x.dtype, "global_avgpool_forward out")
+    _launch.launch(_global_avgpool_forward_k, *grid_1d(n * c), x.reshape(n * c, h * w), out.reshape(-1))
+    return out
+
+
+@cuda.jit(cache=True)
+def _global_avgpool_backward_k(dout, size, dx):
+    """``dx[i] = dout[i // size] / size``: one thread per input pixel, grid-stride, ``grid_1d(dx.size)``.
+
+    Coalesced writes; the reads of a warp fall on one or two values of ``dout``. Limit: bandwidth.
+    """
+    for i in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
+        dx[i] = dout[i // size] / size
+
+
+def global_avgpool_backward(dout, x_shape, out=None):
+    """``dx[n, c, :, :] = dout[n, c] / (H*W)``; see ``numpy_ref.global_avgpool_backward``.
+
+    Launch: ``_global_avgpool_backward_k``.
+    """
+    n, c, h, w = (int(s) for s in x_shape)
+    if tuple(dout.shape) != (n, c):
+        raise ValueError(f"global_avgpool_backward: dout must have shape {(n, c)}, got {tuple(dout.shape)}")
+    dout = _dev(dout)
+    if out is None:
+        out = empty((n, c, h, w), dout.dtype)
+    check_out(out, (n, c, h, w), dout.dtype, "global_avgpool_backward out")
+    _launch.launch(_global_avgpool_backward_k, *grid_1d(out.size), dout.reshape(-1), h * w, out.reshape(-1))
+    return out

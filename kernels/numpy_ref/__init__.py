@@ -11,8 +11,9 @@ module             kernels
 =================  ==============================================================
 ``gemm``           ``gemm``; the dense layer's ``bias_add``, ``bias_grad``
 ``conv``           ``im2col``, ``col2im``, ``bias_add_nchw``, ``bias_grad_nchw``
-``pool``           ``maxpool_forward/backward``, ``conv_relu_pool_forward/backward``
-``activation``     ``relu_forward/backward``, ``dropout_forward/backward``
+``pool``           ``maxpool_forward/backward``, ``conv_relu_pool_forward/backward``,
+                   ``global_avgpool_forward/backward``
+``activation``     ``relu_forward/backward``, ``dropout_forward/backward``, ``add``, ``add_relu_forward``
 ``norm``           ``batchnorm_forward/backward`` and the fused step's ``batchnorm_*_affine``
 ``loss``           ``softmax_xent_forward/backward``
 ``optim``          ``adam_step``, ``sgd_step``
@@ -36,7 +37,8 @@ from __future__ import annotations
 
 from kernels.api import CONV_BN_KERNELS, KERNELS
 from kernels.host_memory import asarray, empty, synchronize, to_numpy, zeros
-from kernels.numpy_ref.activation import dropout_backward, dropout_forward, relu_backward, relu_forward
+from kernels.numpy_ref.activation import (add, add_relu_forward, dropout_backward, dropout_forward, relu_backward,
+                                         relu_forward)
 from kernels.numpy_ref.conv_bn import (bn_relu_backward, bn_relu_forward, bn_relu_pool_backward,
                                       bn_relu_pool_forward, conv2d_affine_backward, conv2d_affine_forward)
 from kernels.numpy_ref.conv import bias_add_nchw, bias_grad_nchw, col2im, im2col
@@ -45,8 +47,8 @@ from kernels.numpy_ref.loss import softmax_xent_backward, softmax_xent_forward
 from kernels.numpy_ref.norm import (batchnorm_backward, batchnorm_backward_affine, batchnorm_batch_affine,
                                    batchnorm_forward, batchnorm_inference_affine)
 from kernels.numpy_ref.optim import adam_step, sgd_step
-from kernels.numpy_ref.pool import (conv_relu_pool_backward, conv_relu_pool_forward, maxpool_backward,
-                                    maxpool_forward)
+from kernels.numpy_ref.pool import (conv_relu_pool_backward, conv_relu_pool_forward, global_avgpool_backward,
+                                    global_avgpool_forward, maxpool_backward, maxpool_forward)
 
 # What this backend is and can do (kernels.api.CAPABILITIES).
 name = "numpy"

@@ -1,11 +1,12 @@
-"""Element-wise layers: ReLU and inverted dropout."""
+"""Element-wise layers: ReLU, inverted dropout, and the residual block's sum (with its ReLU)."""
 from __future__ import annotations
 
 import numpy as np
 
 from kernels import _hash
+from kernels.api import check_out
 
-__all__ = ["relu_forward", "relu_backward", "dropout_forward", "dropout_backward"]
+__all__ = ["relu_forward", "relu_backward", "dropout_forward", "dropout_backward", "add", "add_relu_forward"]
 
 
 def relu_forward(x, out=None):
@@ -61,3 +62,64 @@ def dropout_forward(x, p, seed, counter, out=None, mask=None):
 def dropout_backward(dout, mask, out=None):
     """Gradient of dropout: ``dx = dout * mask`` (same shape as ``dout``)."""
     return np.multiply(dout, mask, out=out)
+
+
+def add(a, b, out=None):
+    """Element-wise sum ``a + b`` of two arrays of the same shape and dtype, any shape.
+
+    A residual block's backward sums the gradients of its two paths at the input
+    with it (``dx = dx_main + dx_shortcut``).
+
+    Parameters
+    ----------
+    a, b : ndarray, same shape and dtype
+    out : ndarray, optional, shape and dtype of ``a`` (may be ``a`` or ``b`` itself)
+
+    Returns
+    -------
+    out : ndarray, ``a + b``
+
+    Raises
+    ------
+    ValueError
+        If the shapes or dtypes differ, or ``out`` does not match them.
+    """
+    _check_pair(a, b, out, "add")
+    return np.add(a, b, out=out)
+
+
+def add_relu_forward(a, b, out=None):
+    """``max(a + b, 0)`` element-wise: the end of a residual block (He et al., 2016, eq. 1 and Fig. 2).
+
+    Parameters
+    ----------
+    a, b : ndarray, same shape and dtype
+        The main path's output ``F(x)`` and the shortcut's (``x``, or its 1x1 projection).
+    out : ndarray, optional, shape and dtype of ``a`` (may be ``a`` or ``b`` itself)
+
+    Returns
+    -------
+    out : ndarray, ``relu(a + b)``
+
+    Raises
+    ------
+    ValueError
+        If the shapes or dtypes differ, or ``out`` does not match them.
+
+    Notes
+    -----
+    The gradient is ``relu_backward(dout, out)`` for both ``a`` and ``b``: the sum
+    passes its gradient unchanged to each addend.
+    """
+    _check_pair(a, b, out, "add_relu_forward")
+    out = np.add(a, b, out=out)
+    return np.maximum(out, 0, out=out)
+
+
+def _check_pair(a, b, out, what):
+    """Raise ValueError unless ``a``, ``b`` (and ``out``) share one shape and dtype."""
+    if tuple(a.shape) != tuple(b.shape) or a.dtype != b.dtype:
+        raise ValueError(f"{what}: operands differ: shape {tuple(a.shape)} {a.dtype} and "
+                         f"shape {tuple(b.shape)} {b.dtype}")
+    if out is not None:
+        check_out(out, a.shape, a.dtype, f"{what} out")

@@ -1,4 +1,4 @@
-"""Max-pooling, and the Conv2D -> ReLU -> MaxPool2D block computed on a convolution's GEMM output."""
+"""Max-pooling, global average pooling, and Conv2D -> ReLU -> MaxPool2D computed on a convolution's GEMM output."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,8 @@ from kernels.api import check_nchw, check_out, conv_output_size
 from kernels.numpy_ref.activation import relu_backward, relu_forward
 from kernels.numpy_ref.conv import _window, bias_add_nchw, bias_grad_nchw
 
-__all__ = ["maxpool_forward", "maxpool_backward", "conv_relu_pool_forward", "conv_relu_pool_backward"]
+__all__ = ["maxpool_forward", "maxpool_backward", "conv_relu_pool_forward", "conv_relu_pool_backward",
+           "global_avgpool_forward", "global_avgpool_backward"]
 
 
 def maxpool_forward(x, kernel_size, stride, out=None, argmax=None):
@@ -134,3 +135,68 @@ def conv_relu_pool_backward(dout, argmax, out, h, w, kernel_size, stride, dy=Non
     dz = maxpool_backward(relu_backward(dout, out), argmax, (n, c, h, w), kernel_size, stride)
     db, dy = bias_grad_nchw(dz, db=db, dout_cm=dy)
     return dy, db
+
+
+def global_avgpool_forward(x, out=None):
+    """The mean of each (image, channel) map: (N, C, H, W) -> (N, C).
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, H, W)
+    out : ndarray, optional, shape (N, C), dtype of ``x``
+
+    Returns
+    -------
+    out : ndarray, shape (N, C), ``out[n, c] = sum_{h,w} x[n, c, h, w] / (H*W)``
+        (summed in float64, then cast to the dtype of ``x``)
+
+    Raises
+    ------
+    ValueError
+        If ``x`` is not 4-D or ``out`` has the wrong shape or dtype.
+
+    References
+    ----------
+    Lin, Chen & Yan (2014), "Network In Network", Section 3.2 (global average
+    pooling in place of fully connected layers); He et al. (2016), Section 4.2
+    (the CIFAR-10 ResNets end with it).
+
+    Example
+    -------
+    >>> global_avgpool_forward(np.arange(8, dtype=np.float32).reshape(1, 2, 2, 2))
+    array([[1.5, 5.5]], dtype=float32)
+    """
+    n, c, h, w = check_nchw(x)
+    if out is None:
+        out = np.empty((n, c), x.dtype)
+    check_out(out, (n, c), x.dtype, "global_avgpool_forward out")
+    out[...] = x.reshape(n, c, h * w).sum(axis=2, dtype=np.float64) / (h * w)
+    return out
+
+
+def global_avgpool_backward(dout, x_shape, out=None):
+    """Gradient of ``global_avgpool_forward``: each map's gradient spread evenly over its pixels.
+
+    Parameters
+    ----------
+    dout : ndarray, shape (N, C)
+    x_shape : tuple (N, C, H, W), the forward input's shape
+    out : ndarray, optional, shape ``x_shape``, dtype of ``dout``
+
+    Returns
+    -------
+    dx : ndarray, shape (N, C, H, W), ``dx[n, c, h, w] = dout[n, c] / (H*W)``
+
+    Raises
+    ------
+    ValueError
+        If ``dout`` is not (N, C) of ``x_shape`` or ``out`` has the wrong shape or dtype.
+    """
+    n, c, h, w = (int(s) for s in x_shape)
+    if tuple(dout.shape) != (n, c):
+        raise ValueError(f"global_avgpool_backward: dout must have shape {(n, c)}, got {tuple(dout.shape)}")
+    if out is None:
+        out = np.empty((n, c, h, w), dout.dtype)
+    check_out(out, (n, c, h, w), dout.dtype, "global_avgpool_backward out")
+    out[...] = (dout / (h * w))[:, :, None, None]
+    return out

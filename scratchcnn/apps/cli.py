@@ -125,6 +125,17 @@ def fraction(text: str) -> float:
     return value
 
 
+def probability(text: str) -> float:
+    """argparse type: a float in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1], got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1], got {value}")
+    return value
+
+
 def seed(text: str) -> int:
     """argparse type: an integer in [0, 2**32), what NumPy's generators take as a seed."""
     try:

@@ -82,6 +82,7 @@ POSITIVE_INT = Kind("a positive integer", lambda v: _is_int(v) and v >= 1, int)
 POSITIVE_FLOAT = Kind("a positive number", lambda v: _is_number(v) and v > 0, float)
 NON_NEGATIVE_FLOAT = Kind("a finite number >= 0", lambda v: _is_number(v) and v >= 0, float)
 FRACTION = Kind("a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1, float)
+PROBABILITY = Kind("a probability in [0, 1]", lambda v: _is_number(v) and 0 <= v <= 1, float)
 SEED = Kind("an integer in [0, 2**32)", lambda v: _is_int(v) and 0 <= v < 2**32, int)
 FLAG = Kind("true or false", lambda v: isinstance(v, bool))
 TEXT = Kind("a non-empty text", lambda v: isinstance(v, str) and v.strip() != "", str)
@@ -143,6 +144,12 @@ class RunConfig:
     augment: bool = option(False, FLAG, "random shifts of up to 2 pixels (and horizontal flips for fashion); "
                            "cifar10: random crops of the image padded by 4 pixels and horizontal flips",
                            required=True)
+    random_crop: bool = option(False, FLAG, "random crops of the image zero-padded by 1/8 of its side (4 pixels "
+                               "on 32x32, 3 on 28x28), and horizontal flips for fashion and cifar10; replaces "
+                               "--augment's shifts")
+    random_erasing: float = option(0.0, PROBABILITY, "erase a random rectangle (2-40%% of the image, aspect "
+                                   "0.3-3.3) of each image with probability P, filled with noise (Zhong et al., "
+                                   "2020; the paper uses P = 0.5; default: 0)", metavar="P")
     lr_schedule: str = option("constant", choice(SCHEDULES),
                               "default: constant; onecycle warms up to --lr over 30%% of the steps, then anneals",
                               required=True)
@@ -257,6 +264,8 @@ class RunConfig:
                     parse_layer_choice(getattr(self, name))
                 except ConfigError as exc:
                     return f"{_label(name, None)}: {exc}"
+        if self.augment and self.random_crop:
+            return "--augment and --random-crop both move the image: give one of them"
         if self.momentum is not None and self.optimizer != "sgd":
             return f"--momentum applies to --optimizer sgd only; {self.optimizer} has no momentum setting"
         needs_validation = "--save-best" if self.save_best else "--early-stopping" if self.early_stopping else None

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from scratchcnn.apps.config import DEFAULT_EPOCHS, FOLDER, RESUME_OPTIONS, RUN_OPTIONS, RunConfig
-from scratchcnn.engine.augment import Augment
+from scratchcnn.engine.augment import Augment, Pipeline, RandomErasing, crop_padding
 from scratchcnn.files.checkpoint import load_checkpoint, save_checkpoint
 from scratchcnn.data import load_dataset
 from scratchcnn.data.folder import load_folder
@@ -88,18 +88,33 @@ def make_optimizer(config: RunConfig):
 
 
 def make_augment(config, splits):
-    """The run's augmentation (``scratchcnn.engine.augment.Augment``), or None without ``augment``.
+    """The run's augmentation (``scratchcnn.engine.augment``), or None when the config asks for none.
 
-    ``config``: anything with the attributes ``augment`` and ``dataset`` (a ``RunConfig``)."""
-    if not config.augment:
-        return None
+    ``augment``: shifts of up to 2 pixels (grey) or random crops of the image padded by 4
+    (colour); ``random_crop``: random crops of the image zero-padded by ``crop_padding``
+    pixels (4 on 32x32, 3 on 28x28); both with mirror images for fashion and cifar10. Then
+    ``random_erasing`` (a probability, 0 for none): Zhong et al.'s random erasing with the
+    paper's area and aspect ranges. ``config``: anything with those attributes and ``dataset``
+    (a ``RunConfig``).
+    """
+    flip = config.dataset in ("fashion", "cifar10")
     if splits.input_shape[0] > 1:
-        # 32x32 colour: random crops of the image padded by 4 black pixels, and mirror images (He et al.,
-        # 2016, "Deep Residual Learning", Section 4.2, CIFAR-10); fill is black after normalisation.
-        black = tuple(-m / s for m, s in zip(splits.mean, splits.std))
-        return Augment(max_shift=4, flip=True, fill=black)
-    background = float(splits.x_train.min())  # the normalised value of a 0 (black) pixel
-    return Augment(max_shift=2, flip=config.dataset == "fashion", fill=background)
+        # Colour: the border is black after normalisation (He et al., 2016, "Deep Residual Learning",
+        # Section 4.2, CIFAR-10: crops of the image padded by 4 pixels, and mirror images).
+        fill = tuple(-m / s for m, s in zip(splits.mean, splits.std))
+    else:
+        fill = float(splits.x_train.min())  # the normalised value of a 0 (black) pixel
+    shift = None
+    if config.random_crop:
+        shift = Augment(max_shift=crop_padding(splits.input_shape[-1]), flip=flip, fill=fill)
+    elif config.augment:
+        shift = Augment(max_shift=4 if splits.input_shape[0] > 1 else 2, flip=flip, fill=fill)
+    erase = None
+    if config.random_erasing:
+        erase = RandomErasing(p=config.random_erasing, mean=splits.mean, std=splits.std)
+    if shift is None or erase is None:
+        return shift or erase
+    return Pipeline(shift, erase)
 
 
 # Files a run writes besides its checkpoint, model and metrics.json: found in a folder that holds no

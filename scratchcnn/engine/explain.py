@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scratchcnn.nn.layers import Conv2D, MaxPool2D, ReLU
+from scratchcnn.nn.layers import Conv2D, MaxPool2D, ReLU, Residual
 
 __all__ = ["Trace", "trace", "feature_maps", "saliency", "trace_with_saliency", "unit_breakdown",
            "conv_unit_breakdown", "pool_unit_breakdown"]
@@ -135,11 +135,12 @@ def _activation_after(model, i: int) -> int:
 
 
 def feature_maps(model, x=None, traced: Trace | None = None) -> dict[str, np.ndarray]:
-    """The output of every convolution after its ReLU, keyed by the convolution's name.
+    """The output of every convolution after its ReLU, and of every residual block, keyed by name.
 
     For ``Conv2D - ReLU`` that is the ReLU's output; for ``Conv2D - BatchNorm2D - ReLU``
     (vgg-small) the output of the ReLU after the normalisation. A convolution that no
-    ReLU follows directly maps to its own output.
+    ReLU follows directly maps to its own output. A ``Residual`` block maps to its
+    output, ``relu(F(x) + S(x))``: a ResNet's maps stage by stage (``residual_0``, ...).
 
     Parameters
     ----------
@@ -158,6 +159,8 @@ def feature_maps(model, x=None, traced: Trace | None = None) -> dict[str, np.nda
         if isinstance(layer, Conv2D):
             j = _activation_after(model, i)
             maps[layer.name] = traced.outputs[j if j >= 0 else i]
+        elif isinstance(layer, Residual):
+            maps[layer.name] = traced.outputs[i]
     return maps
 
 

@@ -168,6 +168,9 @@ class Sequential:
         self.K = K
         self._fused = K.FUSE_BY_DEFAULT if self.fuse is None else bool(self.fuse)
         self._plan = make_plan(self.layers, self._fused)
+        for layer in self.layers:
+            if hasattr(layer, "plan"):  # a block (Residual) plans its own layers the same way
+                layer.plan(self._fused)
         return self
 
     def to(self, backend=None, dtype=None) -> "Sequential":
@@ -506,6 +509,9 @@ class Sequential:
         for layer, out_shape in zip(self.layers, out_shapes):
             rows.append((f"{layer.name} ({type(layer).__name__})", str((None,) + out_shape),
                          f"{layer.num_params():,}", f"{layer.flops(shape):,}"))
+            # A block (Residual) lists its sub-layers under it, indented; its own row holds their totals.
+            for name, kind, sub_shape, params, flops in getattr(layer, "sublayer_rows", lambda s: [])(shape):
+                rows.append((f"  {name} ({kind})", str((None,) + sub_shape), f"{params:,}", f"{flops:,}"))
             shape = out_shape
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         line = "-" * (sum(widths) + 6)

@@ -99,6 +99,7 @@ def test_gemm_rejects_mismatched_operands():
     (1, 1, 7, 6, 3, 3, 2, 1),
     (3, 2, 9, 8, 2, 3, 2, 1),
     (1, 2, 4, 4, 3, 3, 1, 2),
+    (2, 3, 5, 6, 1, 1, 2, 0),  # a ResNet projection shortcut: 1x1, stride 2
 ])
 def test_im2col_col2im_and_the_conv_bias(shape, rng):
     n, c, h, w, kh, kw, s, p = shape
@@ -184,6 +185,23 @@ def test_activations_dropout_dense_bias_and_loss(rng):
     close(stats, R.softmax_xent_forward(logits, labels, smoothing=0.1)[1], rtol=1e-6)
     close(C.softmax_xent_backward(dev(want_probs), dev(labels), smoothing=0.1),
           R.softmax_xent_backward(want_probs, labels, smoothing=0.1))
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 4, 5), (1, 1, 1, 1)])
+def test_residual_sum_and_global_average_pooling(shape, rng):
+    a, b = (rng.standard_normal(shape).astype(np.float32) for _ in range(2))
+    exact(C.add_relu_forward(dev(a), dev(b)), R.add_relu_forward(a, b))  # one rounding, as the reference
+    exact(C.add(dev(a), dev(b)), R.add(a, b))
+    buf = dev(a)
+    C.add_relu_forward(buf, dev(b), out=buf)  # out may alias an operand
+    exact(buf, np.maximum(a + b, 0))
+    n, c = shape[:2]
+    close(C.global_avgpool_forward(dev(a)), R.global_avgpool_forward(a), rtol=1e-6)
+    dout = rng.standard_normal((n, c)).astype(np.float32)
+    close(C.global_avgpool_backward(dev(dout), shape), R.global_avgpool_backward(dout, shape), rtol=1e-6)
+    got64 = C.global_avgpool_forward(dev(a.astype(np.float64)))
+    assert got64.dtype == np.float64
+    close(got64, R.global_avgpool_forward(a.astype(np.float64)), rtol=1e-13, atol=1e-13)
 
 
 def test_softmax_writes_into_a_row_of_the_per_step_stats(rng):

@@ -84,3 +84,28 @@ def test_one_adam_step_and_a_weight_round_trip(data):
     fresh.load_named_arrays(got.named_arrays())
     assert not isinstance(fresh.layers[0].params["W"], np.ndarray)
     np.testing.assert_array_equal(fresh.predict(x), got.predict(x))
+
+
+def test_a_residual_network_step_matches_the_reference(data):
+    """A projection block (1x1 stride-2 shortcut), global average pooling: loss, gradients, inference."""
+    from scratchcnn.nn.layers import GlobalAvgPool2D, basic_block
+
+    x, y = data[0][:4], data[1][:4]  # the simulator runs each GPU thread in Python: a small batch
+    results = []
+    for backend in ("numpy", "cuda"):
+        layers = [Conv2D(1, 2, 3, padding=1, bias=False), BatchNorm2D(2), ReLU(), basic_block(2, 4, stride=2),
+                  GlobalAvgPool2D(), Dense(4, 10)]
+        model = Sequential(layers, input_shape=(1, 8, 8), seed=11, backend=backend)
+        model.compile(SGD(0.1), SoftmaxCrossEntropy())
+        K = model.K
+        loss = model.loss(model.forward(K.asarray(x), training=True), K.asarray(y))
+        model.backward(model.loss.backward())
+        grads = {key: np.array(K.to_numpy(g)) for key, _, g in model.parameters()}
+        results.append((loss, grads, model.predict(x)))
+    (loss0, grads0, probs0), (loss1, grads1, probs1) = results
+    assert loss1 == pytest.approx(loss0, rel=1e-5)
+    assert "residual_0.shortcut.conv2d_0.W" in grads1
+    for key, want in grads0.items():
+        np.testing.assert_allclose(grads1[key], want, rtol=1e-3, atol=1e-5 * max(1.0, np.abs(want).max()),
+                                   err_msg=key)
+    np.testing.assert_allclose(probs1, probs0, rtol=1e-4, atol=1e-6)

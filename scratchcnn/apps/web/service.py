@@ -178,6 +178,8 @@ class ServedModel:
                 values, kind = maps[layer.name][0], "conv"
             elif isinstance(layer, MaxPool2D):
                 values, kind = traced.outputs[i][0], "pool"
+            elif layer.name in maps:  # a residual block: a ResNet's maps stage by stage
+                values, kind = maps[layer.name][0], "block"
             else:
                 continue
             levels, layout = render.feature_grid(values)

@@ -244,7 +244,7 @@ function renderLayers(layers) {
     const scale = Math.max(1, Math.floor(440 / width));
     const div = el("div", null, "layer");
     const title = el("h3", layer.name);
-    const what = layer.kind === "conv" ? "after ReLU" : "max-pool";
+    const what = { conv: "after ReLU", pool: "max-pool", block: "residual block: relu(main + shortcut)" }[layer.kind];
     title.append(el("small", ` ${what}, ${layer.shape[0]} maps of ${layer.shape[1]}\u00d7${layer.shape[2]}`));
     const grid = el("div", null, "grid");
     grid.dataset.layer = layer.name;
@@ -255,7 +255,7 @@ function renderLayers(layers) {
     img.width = width * scale;
     img.height = height * scale;
     grid.append(img);
-    grid.addEventListener("click", (e) => {
+    if (layer.kind !== "block") grid.addEventListener("click", (e) => {  // a block's unit has no breakdown
       const box = img.getBoundingClientRect();
       const x = Math.floor((e.clientX - box.left) / scale), y = Math.floor((e.clientY - box.top) / scale);
       const gx = Math.floor(x / (w + gap)), gy = Math.floor(y / (h + gap));

@@ -8,7 +8,8 @@ at least two per exercise) raises ``ExerciseFailed`` with a message that names t
 still raises ``NotImplementedError`` is reported as not attempted, without an error. And
 every notebook has at least two exercises, each with a check cell and a solution.
 
-Run time: about 25 s on 2 busy cores (notebook 11's checks train a small network on 50 digits three times).
+Run time: about 25 s on 2 busy cores (notebook 11's checks train a small network on 50 digits three times;
+notebook 12's take about 3 s).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 sys.path.insert(0, str(NOTEBOOK_DIR))
 import exercises  # noqa: E402  (lives in notebooks/, like the notebooks that import it)
 from exercises import ExerciseFailed, check, solution  # noqa: E402
-from solutions import ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch10, ch11  # noqa: E402
+from solutions import ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch10, ch11, ch12  # noqa: E402
 
 
 def _wrong_header(raw):  # little-endian sizes
@@ -354,6 +355,61 @@ def _search_one_model(build, train, evaluate, rates):
     return scores, max(scores, key=scores.get)
 
 
+def _conv1x1_by_the_framework(x, W, b, stride):
+    from scratchcnn.nn.layers import Conv2D
+    conv = Conv2D(W.shape[1], W.shape[0], 1, stride=stride).to("numpy", np.float64)
+    conv.params["W"][...], conv.params["b"][...] = W, b
+    return conv.forward(x)
+
+
+def _gap_without_the_share(x):  # backward spreads dout unscaled: the 1/(H*W) forgotten
+    out, _ = ch12.global_avg_pool(x)
+    return out, lambda dout: np.broadcast_to(dout[:, :, None, None], x.shape).copy()
+
+
+def _gap_by_the_framework(x):
+    from scratchcnn.nn.layers import GlobalAvgPool2D
+    layer = GlobalAvgPool2D().to("numpy", np.float64)
+    return layer.forward(x), layer.backward
+
+
+class _ResidualMainGradientOnly(ch12.ResidualBlock):  # the shortcut's gradient forgotten
+    def backward(self, dout):
+        d = dout * (self.out > 0)
+        for layer in reversed(self.main):
+            d = layer.backward(d)
+        return d
+
+
+class _ResidualReluBeforeAdd(ch12.ResidualBlock):  # relu(F(x)) + S(x)
+    def forward(self, x):
+        y, s = x, x
+        for layer in self.main:
+            y = layer.forward(y)
+        for layer in self.shortcut:
+            s = layer.forward(s)
+        self.out = np.maximum(y, 0) + s
+        return self.out
+
+
+class _ResidualUnmasked(ch12.ResidualBlock):  # backward skips the ReLU after the sum
+    def backward(self, dout):
+        self.out = np.ones_like(self.out)
+        return super().backward(dout)
+
+
+class _ResidualByTheFramework:
+    def __init__(self, main, shortcut):
+        from scratchcnn.nn.layers import Residual
+        self.block = Residual(main, shortcut).to("numpy", np.float64)
+
+    def forward(self, x):
+        return self.block.forward(x)
+
+    def backward(self, dout):
+        return self.block.backward(dout)
+
+
 # For each exercise: (wrong answer, a regular expression its check's message must match: the mistake named).
 WRONG = {
     "1.1": [(_wrong_header, "little-endian"),
@@ -461,6 +517,18 @@ WRONG = {
                  ch11.lr_search(build, train, evaluate, rates)), "highest"),
              (lambda build, train, evaluate, rates: ({r: evaluate(build()) for r in rates}, rates[0]),
               "evaluated before it was trained")],
+    "12.1": [(lambda x, W, b, s: ch12.conv1x1(x, W, 0 * b, s), "bias is missing"),
+             (lambda x, W, b, s: ch12.conv1x1(x, W.transpose(1, 0, 2, 3), b, s), "W transposed"),
+             (lambda x, W, b, s: ch12.conv1x1(x, W, b, 1), "every stride-th pixel"),
+             (_conv1x1_by_the_framework, "calls Conv2D")],
+    "12.2": [(_gap_without_the_share, "forgot the 1/\\(H\\*W\\)"),
+             (lambda x: (x.mean(axis=(2, 3), keepdims=True), ch12.global_avg_pool(x)[1]), "not kept as 1 x 1"),
+             (lambda x: (x.max(axis=(2, 3)), ch12.global_avg_pool(x)[1]), "maximum"),
+             (lambda x: (ch12.global_avg_pool(x)[0], lambda dout: ch12.global_avg_pool(x)[1](dout) * x.shape[3]),
+              "divided by H only"),
+             (_gap_by_the_framework, "calls GlobalAvgPool2D")],
+    "12.3": [(_ResidualMainGradientOnly, "forgot the shortcut's"), (_ResidualReluBeforeAdd, "ReLU before the add"),
+             (_ResidualUnmasked, "ignored the ReLU after the sum"), (_ResidualByTheFramework, "calls Residual")],
     "10.2": [(lambda model, x, target, patch: -ch10.occlusion_map(model, x, target, patch), "opposite sign"),
              (lambda model, x, target, patch: ch10.occlusion_map(model, x, target, patch).T, "transposed")],
 }

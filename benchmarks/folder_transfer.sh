@@ -54,6 +54,10 @@ for seed in $SEEDS; do
   "$PYTHON" -m scratchcnn.train "${COMMON[@]}" --init-from "$FASHION_RUN" --out "$OUT/finetune-$seed" > /dev/null
   "$PYTHON" -m scratchcnn.train "${COMMON[@]}" --init-from "$FASHION_RUN" --freeze conv2d_0,conv2d_1 \
     --out "$OUT/frozen-$seed" > /dev/null
+  # Only the convolution blocks (the first 6 layers of the classic network), fine-tuned and frozen.
+  "$PYTHON" -m scratchcnn.train "${COMMON[@]}" --init-from "$FASHION_RUN" --init-layers 6 --out "$OUT/finetune6-$seed" > /dev/null
+  "$PYTHON" -m scratchcnn.train "${COMMON[@]}" --init-from "$FASHION_RUN" --init-layers 6 --freeze 6 \
+    --out "$OUT/frozen6-$seed" > /dev/null
 done
 
 "$PYTHON" - "$OUT" "$PER_CLASS" "$EPOCHS" $SEEDS <<'EOF'
@@ -65,7 +69,9 @@ print(f"MNIST folder, {per_class} training images per class, {epochs} epochs, se
       f"{time.strftime('%Y-%m-%d')}\n")
 print("| start | test accuracy per seed | mean |\n| --- | --- | --- |")
 for name, label in (("scratch", "from scratch"), ("finetune", "--init-from Fashion-MNIST"),
-                    ("frozen", "--init-from Fashion-MNIST --freeze conv2d_0,conv2d_1")):
+                    ("frozen", "--init-from Fashion-MNIST --freeze conv2d_0,conv2d_1"),
+                    ("finetune6", "--init-from Fashion-MNIST --init-layers 6"),
+                    ("frozen6", "--init-from Fashion-MNIST --init-layers 6 --freeze 6")):
     acc = [json.loads((out / f"{name}-{s}" / "metrics.json").read_text())["test_accuracy"] for s in seeds]
     print(f"| {label} | {', '.join(f'{a:.4f}' for a in acc)} | {np.mean(acc):.4f} |")
 EOF

@@ -90,7 +90,8 @@ def main(argv=None) -> int:
 
         from scratchcnn.data.folder import load_folder
         from scratchcnn.data.streaming import NormalizedRows
-        from scratchcnn.engine.training import Trainer, loss_and_accuracy
+        from scratchcnn.engine.inference import loss_and_accuracy
+        from scratchcnn.engine.training import Trainer
         from scratchcnn.nn.losses import SoftmaxCrossEntropy
         from scratchcnn.nn.optimizers import Adam
         from scratchcnn.nn.presets import build_model

@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # The work of a short training run on the cpu backend, in float32: the default
 # network warmed up (Sequential.warm_up), then through Trainer (fit with validation,
 # evaluate, predict, which must then compile nothing more), the VGG-style
-# preset for one SGD step (fused Conv-BN-ReLU, BatchNorm1D), a 3x3 pooling
+# preset for one SGD step (fused Conv-BN-ReLU, BatchNorm1D) and inference, resnet8 for one step and
+# inference (residual blocks, global average pooling), a 3x3 pooling
 # window forward and backward (overlapping windows), an unfused convolution's bias
 # kernels, and batch normalisation layer by layer (training and inference-mode backward).
 # Prints what Numba compiled and loaded.
@@ -52,6 +53,12 @@ with CompileLog() as log:
     vgg = build_model("vgg-small", (1, 8, 8), 10, seed=0, backend="cpu")
     vgg.compile(SGD(0.01, momentum=0.9), SoftmaxCrossEntropy())
     train_step(vgg, x, y)
+    vgg.predict(x)  # the fused Conv-BN-ReLU step in inference mode (BN folded by the norm kernels)
+    # A residual network: strided and 1x1 convolutions, global average pooling, the block's add (+ ReLU).
+    res = build_model("resnet8", (1, 8, 8), 10, seed=0, backend="cpu")
+    res.compile(SGD(0.01, momentum=0.9), SoftmaxCrossEntropy())
+    train_step(res, x, y)
+    res.predict(x)
     pooled, argmax = cpu.maxpool_forward(x, 3, 2)
     cpu.maxpool_backward(pooled, argmax, x.shape, 3, 2)
     y = cpu.bias_add_nchw(np.ones((4, 12 * 9), np.float32), np.ones(4, np.float32), 12)

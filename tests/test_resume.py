@@ -163,9 +163,11 @@ def wait_until_epoch_running(proc, out, epoch: int, timeout=180.0) -> None:
 
 
 def finish(proc, out, timeout=180) -> tuple[int, str, str]:
-    stdout = proc.communicate(timeout=timeout)[0].decode()
+    # communicate() reads the stderr pipe too, so the last chunks (the final message) may reach it
+    # rather than the reader thread: keep both.
+    stdout, rest = proc.communicate(timeout=timeout)
     out["thread"].join(timeout=10)
-    return proc.returncode, stdout, out["err"].decode(errors="replace")
+    return proc.returncode, stdout.decode(), (out["err"] + (rest or b"")).decode(errors="replace")
 
 
 def run_train(args, cwd: Path) -> tuple[int, str, str]:

@@ -36,6 +36,7 @@ import io
 import json
 import math
 import os
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -226,7 +227,8 @@ def _check_members(path: Path, cap: int) -> dict:
                 version = np.lib.format.read_magic(head)
                 shape, _, dtype = (np.lib.format.read_array_header_1_0(head) if version == (1, 0)
                                    else np.lib.format.read_array_header_2_0(head))
-            except (ValueError, SyntaxError, TypeError, EOFError) as exc:
+            # NumPy parses the header's dict with the tokenizer: a flipped byte may raise TokenError too.
+            except (ValueError, SyntaxError, TypeError, EOFError, tokenize.TokenError) as exc:
                 raise ModelFileError(f"{path}: member {name!r} is not an .npy array ({exc})") from None
             if dtype.hasobject:
                 raise ModelFileError(f"{path}: array {name[:-4]!r} holds Python objects (pickle); refused")

@@ -12,7 +12,6 @@ Examples
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 import kernels
@@ -29,15 +28,8 @@ __all__ = ["main", "build_parser", "spec_from_args"]
 PROG = "python -m scratchcnn.tune"
 
 
-def _non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
+# Trial counts: cli's bounded integer type (a million trials is far beyond any study run here).
+_count = cli.int_between(0, 10**6)
 
 
 def build_parser() -> cli.ArgumentParser:
@@ -52,7 +44,7 @@ def build_parser() -> cli.ArgumentParser:
                         "lr_schedule, weight_decay, label_smoothing and augment, less those given as options")
     g.add_argument("--search-file", metavar="FILE.json",
                    help='the search space as JSON: {"lr": "1e-4:1e-2:log", "batch_size": [32, 64, 128]}')
-    g.add_argument("--trials", type=_non_negative_int, default=20, metavar="N",
+    g.add_argument("--trials", type=_count, default=20, metavar="N",
                    help="trials this command runs, added to the study's (default: 20; 0: only report)")
     g.add_argument("--timeout", type=cli.positive_float, metavar="SECONDS",
                    help="start no new trial after this many seconds")
@@ -64,7 +56,7 @@ def build_parser() -> cli.ArgumentParser:
     g.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="default: tpe")
     g.add_argument("--pruner", choices=PRUNERS, default="median",
                    help="stops trials whose validation accuracy after an epoch is poor (default: median)")
-    g.add_argument("--pruner-startup", type=_non_negative_int, default=5, metavar="N",
+    g.add_argument("--pruner-startup", type=_count, default=5, metavar="N",
                    help="median pruner: trials that must finish before it prunes (default: 5)")
     g.add_argument("--workers", type=cli.positive_int, default=1, metavar="K",
                    help="trials at once on this machine, each in its own process with 1/K of the cores "

@@ -1,7 +1,8 @@
 """The same network in PyTorch, with the same weights, for a side-by-side comparison.
 
-The layers of both presets are translated (Conv2D with or without bias, ReLU,
-MaxPool2D, Flatten, Dense, Dropout, BatchNorm2D, BatchNorm1D). PyTorch stores a
+The layers of every preset are translated (Conv2D with or without bias, ReLU,
+MaxPool2D, Flatten, Dense, Dropout, BatchNorm2D, BatchNorm1D, GlobalAvgPool2D and
+the ``Residual`` block, as ``relu(main(x) + shortcut(x))``). PyTorch stores a
 linear layer's weight as (out_features, in_features), scratchcnn's ``Dense`` as
 (in_features, out_features): the weights are transposed on the way in and the
 gradients on the way out. Batch normalisation maps ``gamma``/``beta`` to
@@ -15,12 +16,29 @@ import numpy as np
 import torch
 from torch import nn
 
-from scratchcnn.nn.layers import BatchNorm1D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
+from scratchcnn.nn.layers import (BatchNorm1D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D,
+                                  MaxPool2D, ReLU, Residual)
 
 __all__ = ["TorchTwin"]
 
 
+class _Residual(nn.Module):
+    """``relu(main(x) + shortcut(x))``, the shortcut the identity when it has no layers."""
+
+    def __init__(self, block: Residual):
+        super().__init__()
+        self.main = nn.Sequential(*[_translate(layer) for layer in block.main])
+        self.shortcut = nn.Sequential(*[_translate(layer) for layer in block.shortcut])
+
+    def forward(self, x):
+        return torch.relu(self.main(x) + self.shortcut(x))
+
+
 def _translate(layer) -> nn.Module:
+    if isinstance(layer, Residual):
+        return _Residual(layer)
+    if isinstance(layer, GlobalAvgPool2D):
+        return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
     if isinstance(layer, Conv2D):
         return nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
                          layer.padding, bias=layer.bias)
@@ -49,6 +67,17 @@ def _tensor(module, key):
     return getattr(module, _NAMES[key])
 
 
+def _leaves(layers, modules):
+    """``(layer, module)`` pairs of the layers that own arrays, blocks opened up (a block's children are
+    named ``<block>.main.conv2d_0``, the names its gradients have in ``Sequential.parameters``)."""
+    for layer, module in zip(layers, modules):
+        if isinstance(layer, Residual):
+            yield from _leaves(layer.main, module.main)
+            yield from _leaves(layer.shortcut, module.shortcut)
+        else:
+            yield layer, module
+
+
 class TorchTwin:
     """A PyTorch copy of a scratchcnn ``Sequential`` (weights and Adam hyperparameters included).
 
@@ -70,7 +99,7 @@ class TorchTwin:
         self.layers = list(model.layers)
         self.net = nn.Sequential(*[_translate(layer) for layer in self.layers])
         with torch.no_grad():
-            for layer, module in zip(self.layers, self.net):
+            for layer, module in _leaves(self.layers, self.net):
                 for key, value in list(layer.params.items()) + list(layer.buffers.items()):
                     host = np.array(model.K.to_numpy(value))
                     target = _tensor(module, key)
@@ -102,7 +131,7 @@ class TorchTwin:
         the inference logits with those statistics.
         """
         self.net.train()
-        dropouts = [m for m in self.net if isinstance(m, nn.Dropout)]
+        dropouts = [m for m in self.net.modules() if isinstance(m, nn.Dropout)]
         rates = [m.p for m in dropouts]
         for m in dropouts:
             m.p = 0.0
@@ -113,7 +142,7 @@ class TorchTwin:
         for m, p in zip(dropouts, rates):
             m.p = p
         out = {"train_logits": logits.detach().numpy().copy(), "loss": np.array(loss.item())}
-        for layer, module in zip(self.layers, self.net):
+        for layer, module in _leaves(self.layers, self.net):
             for key in layer.params:
                 grad = _tensor(module, key).grad.numpy()
                 out[f"{layer.name}.{key}"] = grad.T.copy() if isinstance(layer, Dense) and key == "W" else grad.copy()

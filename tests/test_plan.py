@@ -88,6 +88,9 @@ def test_a_residual_blocks_main_path_is_planned_and_computes_the_same(backend):
         assert isinstance(tail, plan_module.ConvBNAddReLU) == fuses
         assert not fuses or (tail.projection is not None) == projection
     assert unfused.layers[4].steps == unfused.layers[4].main and unfused.layers[4].tail is None
+    if fuses:  # summary shows the block's own plan, its end as one step
+        assert "main.conv2d_1 + main.batchnorm2d_1 + shortcut.conv2d_0 + shortcut.batchnorm2d_0  fused: " \
+               "ConvBNAddReLU" in fused.summary()
     x, y = synthetic_batch(shape, 8, 10, seed=2)
     for model in models:
         model.compile(Adam(1e-2), SoftmaxCrossEntropy())

@@ -154,6 +154,11 @@ class Residual(Layer):
         from scratchcnn.nn.plan import block_plan  # the plan module imports the layers
 
         self.steps, self.tail = block_plan(self.main, self.shortcut, fuse)
+        return self.inner_plan
+
+    @property
+    def inner_plan(self) -> list:
+        """The steps the block runs: the main path's (``steps``), then ``tail`` if fused; for ``summary``."""
         return self.steps + ([self.tail] if self.tail is not None else [])
 
     def to(self, backend, dtype=None) -> "Residual":

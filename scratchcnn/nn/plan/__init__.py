@@ -138,7 +138,11 @@ def describe(plan) -> list[tuple[str, str]]:
     """``(layers, how they run)`` for every step, as ``Sequential.summary`` prints them."""
     rows = []
     for step in plan:
-        if step.kernels:
+        inner = getattr(step, "inner_plan", None)  # a block (Residual) that runs a plan of its own
+        if inner:
+            rows.append((step.name, f"{type(step).__name__}: its steps, indented below"))
+            rows += [("  " + name.replace(f"{step.name}.", ""), how) for name, how in describe(inner)]
+        elif step.kernels:
             kernels = ", ".join(dict.fromkeys(step.kernels))
             rows.append((" + ".join(layer.name for layer in step.layers),
                          f"fused: {type(step).__name__} ({kernels})"))

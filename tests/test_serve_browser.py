@@ -180,7 +180,8 @@ def test_uploaded_fashion_image_gets_its_label(page, tmp_path):
 
 def test_an_answer_to_an_older_input_is_never_shown(page, tmp_path):
     """Choosing a model re-classifies the drawing; a file chosen right after must not get that answer,
-    even when it comes back while the file still decodes (held here, as a busy machine may hold it)."""
+    even when it comes back while the file still decodes. Both are held here, as a busy machine may hold
+    them: the drawing's request until the upload has begun, the decoding until that answer is back."""
     from scratchcnn.data import load_raw
 
     _, _, x_test, y_test, names, _, _ = load_raw("fashion", progress=False)
@@ -191,10 +192,18 @@ def test_an_answer_to_an_older_input_is_never_shown(page, tmp_path):
     page.evaluate("""() => { const decode = window.createImageBitmap;
         const held = new Promise((release) => { window.releaseDecoding = release; });
         window.createImageBitmap = (file) => held.then(() => { window.createImageBitmap = decode; return decode(file); }); }""")
-    with page.expect_request(lambda r: r.url.endswith("/api/predict")) as sent:
-        page.select_option("#model", "fashion")
+    requests = []
+    page.route("**/api/predict", lambda route: requests.append(route))
+    page.select_option("#model", "fashion")
+    for _ in range(1500):  # up to 30 s for the page to ask about the drawing with the new model
+        if requests:
+            break
+        page.wait_for_timeout(20)
+    assert len(requests) == 1, "choosing a model did not re-classify the drawing"
     page.set_input_files("#file", str(path))
-    assert sent.value.response().finished() is None  # the drawing's answer is back; the file is not decoded yet
+    requests[0].continue_()
+    page.unroute("**/api/predict")
+    assert requests[0].request.response().finished() is None  # the drawing's answer is back, the file not decoded
     page.wait_for_timeout(300)  # time for the page to handle that answer (dropping it leaves no mark to wait for)
     still = page.evaluate("""() => ({ busy: document.body.dataset.busy, ...document.querySelector("#top").dataset })""")
     assert still["busy"] == "1" and still.get("source") == "drawing" and still.get("model") == "mnist", (
@@ -202,3 +211,4 @@ def test_an_answer_to_an_older_input_is_never_shown(page, tmp_path):
     page.evaluate("window.releaseDecoding()")
     shown = settle(page, "file:held.png")
     assert shown["model"] == "fashion" and shown["class"] == names[y_test[2]] == "Trouser"
+    assert len(requests) == 1  # the upload's request went straight through

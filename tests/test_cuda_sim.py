@@ -14,8 +14,9 @@
 
 3. ``--backend cuda`` on a machine without a GPU is one clear line and exit code 1.
 
-Run time: about 90-110 s on 2 shared cores, nearly all of it in the simulator
-subprocess (the kernel tests ~40 s, the two training tests ~60 s).
+Run time: nearly all of it is the simulator subprocess, 165 s at a load average of 6
+on 2 cores (2026-12-02; 320 s before the simulator stopped running ``Sequential.warm_up``'s
+twin training step, see ``kernels.numba_cuda.COMPILES``), most of it the three training tests.
 """
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 
 Draws digits with mouse strokes and checks the class the page shows, uploads a
 Fashion-MNIST test image as a PNG and checks its label, and checks that the feature
-maps, the saliency map and the breakdown of one unit appear. With
+maps, the saliency map and the breakdown of one unit appear, and that the page never shows
+the answer to an older input (it marks on ``#top`` which request its answer belongs to). With
 ``SCRATCHCNN_SCREENSHOT=path.png`` it also saves a screenshot there (how the README's
 picture is made).
 """
@@ -67,9 +68,20 @@ def page(server):
         browser.close()
 
 
-def settle(page):
-    """Wait until the page shows the answer to its latest change."""
-    page.wait_for_selector('body[data-busy="0"]', timeout=30_000)
+def settle(page, source="drawing"):
+    """Wait until the page shows the answer to its newest change, and check that this answer is for
+    ``source`` ("drawing" or "file:NAME"): #top's data-seq and data-source say which request it answers."""
+    try:
+        page.wait_for_function("""(source) => document.body.dataset.busy === "0"
+            && (!document.querySelector("#error").hidden || document.querySelector("#top").dataset.source === source)""",
+                               arg=source, timeout=30_000)
+    except sync_api.TimeoutError:
+        pass  # the assertion below says what the page shows instead
+    shown = page.evaluate("""() => ({ ...document.querySelector("#top").dataset, newest: document.body.dataset.seq,
+                                      busy: document.body.dataset.busy, error: document.querySelector("#error").textContent })""")
+    assert shown["busy"] == "0" and shown.get("source") == source and shown.get("seq") == shown["newest"], (
+        f"waited for the answer to the {source}, the page shows {shown}")
+    return shown
 
 
 def draw(page, strokes, brush=20, scale=1.0, shift=(0, 0)):
@@ -134,10 +146,10 @@ def test_uploaded_fashion_image_gets_its_label(page, tmp_path):
     index = 2  # a trouser: the easiest class, which a 1-epoch model gets right
     path = tmp_path / "trouser.png"
     Image.fromarray(x_test[index]).save(path)
-    page.select_option("#model", "fashion")
+    page.select_option("#model", "fashion")  # re-classifies the drawing on the canvas with this model
     page.set_input_files("#file", str(path))
-    settle(page)
-    assert page.get_attribute("#top", "data-class") == names[y_test[index]] == "Trouser"
+    shown = settle(page, "file:trouser.png")  # not the drawing's answer, which may come back later
+    assert shown["model"] == "fashion" and shown["class"] == names[y_test[index]] == "Trouser"
     assert "fashion" in page.inner_text("#card-facts")
     # The page shows the very pixels of the file as the model's input (28x28: only standardised).
     shown = page.eval_on_selector("#input-img", "i => i.src")
@@ -155,9 +167,8 @@ def test_uploaded_fashion_image_gets_its_label(page, tmp_path):
                       data.items.add(new File([bytes], "dropped.png", { type: "image/png" }));
                       return data; }""", base64.b64encode(buffer.getvalue()).decode())
     page.dispatch_event("#dropzone", "drop", {"dataTransfer": dropped})
-    page.wait_for_function(f"document.querySelector('#input-img').src !== {shown!r}")
-    settle(page)
-    assert y_test[3] == y_test[index] and page.get_attribute("#top", "data-class") == "Trouser"
+    shown = settle(page, "file:dropped.png")
+    assert y_test[3] == y_test[index] and shown["class"] == "Trouser"
     shown = page.eval_on_selector("#input-img", "i => i.src")
     pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(shown.split(",", 1)[1]))))
     np.testing.assert_array_equal(pixels, x_test[3])
@@ -165,3 +176,39 @@ def test_uploaded_fashion_image_gets_its_label(page, tmp_path):
     shot = Path(target) if target else tmp_path / "page.png"
     page.screenshot(path=str(shot), full_page=True)
     assert Image.open(shot).size[0] == 1400
+
+
+def test_an_answer_to_an_older_input_is_never_shown(page, tmp_path):
+    """Choosing a model re-classifies the drawing; a file chosen right after must not get that answer,
+    even when it comes back while the file still decodes. Both are held here, as a busy machine may hold
+    them: the drawing's request until the upload has begun, the decoding until that answer is back."""
+    from scratchcnn.data import load_raw
+
+    _, _, x_test, y_test, names, _, _ = load_raw("fashion", progress=False)
+    path = tmp_path / "held.png"
+    Image.fromarray(x_test[2]).save(path)
+    page.select_option("#model", "mnist")
+    draw(page, DIGITS["7"])
+    page.evaluate("""() => { const decode = window.createImageBitmap;
+        const held = new Promise((release) => { window.releaseDecoding = release; });
+        window.createImageBitmap = (file) => held.then(() => { window.createImageBitmap = decode; return decode(file); }); }""")
+    requests = []
+    page.route("**/api/predict", lambda route: requests.append(route))
+    page.select_option("#model", "fashion")
+    for _ in range(1500):  # up to 30 s for the page to ask about the drawing with the new model
+        if requests:
+            break
+        page.wait_for_timeout(20)
+    assert len(requests) == 1, "choosing a model did not re-classify the drawing"
+    page.set_input_files("#file", str(path))
+    requests[0].continue_()
+    page.unroute("**/api/predict")
+    assert requests[0].request.response().finished() is None  # the drawing's answer is back, the file not decoded
+    page.wait_for_timeout(300)  # time for the page to handle that answer (dropping it leaves no mark to wait for)
+    still = page.evaluate("""() => ({ busy: document.body.dataset.busy, ...document.querySelector("#top").dataset })""")
+    assert still["busy"] == "1" and still.get("source") == "drawing" and still.get("model") == "mnist", (
+        f"the upload is pending, yet the page shows {still}")  # the drawing's fashion answer was dropped
+    page.evaluate("window.releaseDecoding()")
+    shown = settle(page, "file:held.png")
+    assert shown["model"] == "fashion" and shown["class"] == names[y_test[2]] == "Trouser"
+    assert len(requests) == 1  # the upload's request went straight through

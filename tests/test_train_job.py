@@ -118,7 +118,10 @@ def test_cpu_backend_trains_to_the_same_accuracy_as_numpy(data_dir):
     """Same seed, same data: the compiled backend lands where the reference lands."""
     from scratchcnn.data import load_dataset
 
-    d = load_dataset("fashion", data_dir, train_limit=5000, seed=0, progress=False)
+    # 2,000 images, one epoch: both reach 0.6540 (loss 0.8897); the cpu backend with its convolutions'
+    # weight gradients zeroed reaches 0.6162 (loss 1.061), outside both tolerances. (5,000 images:
+    # 0.7655, 0.7644 and 0.7403, for three times the numpy backend's training time.)
+    d = load_dataset("fashion", data_dir, train_limit=2000, seed=0, progress=False)
     results = {}
     for backend in ("numpy", "cpu"):
         model = build_model("classic", d.input_shape, 10, seed=0, backend=backend)

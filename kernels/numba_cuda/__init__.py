@@ -40,6 +40,8 @@ is how the tests check them without a GPU.
 """
 from __future__ import annotations
 
+from numba import config
+
 from kernels.api import KERNELS
 from kernels.numba_cuda.activation import (add, add_relu_forward, dropout_backward, dropout_forward, relu_backward,
                                           relu_forward)
@@ -56,7 +58,9 @@ from kernels.numba_cuda.pool import (conv_relu_pool_backward, conv_relu_pool_for
 name = "cuda"
 SYNC_EVERY = 50         # reading the loss waits for the GPU's queue to drain: read it every 50 steps
 FUSE_BY_DEFAULT = True  # fused Conv-ReLU-MaxPool saves passes over device memory (scratchcnn.nn.plan)
-COMPILES = True         # kernels compile on first use (then load from the disk cache)
+# Kernels compile on first use (then load from the disk cache); Numba's simulator runs them as Python and
+# compiles nothing, so there a warm-up step would only repeat a training step thread by thread.
+COMPILES = not config.ENABLE_CUDASIM
 CONV_BN = False         # Conv-BN-ReLU runs layer by layer on the GPU (docs/cuda.md)
 
 __all__ = list(KERNELS)  # the contract, kernels/api.py

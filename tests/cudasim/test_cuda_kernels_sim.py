@@ -55,6 +55,7 @@ def test_memory_functions_stay_on_the_device_until_asked(rng):
     z = C.zeros((5, 7), np.int8)
     assert z.dtype == np.int8
     exact(z, np.zeros((5, 7), np.int8))
+    exact(C.zeros(3, np.int64), np.zeros(3, np.int64))  # the labels of Sequential.warm_up on a GPU
     assert C.empty((2, 3), np.float64).shape == (2, 3)
     C.synchronize()
 

@@ -11,7 +11,8 @@ const state = {
   inked: false,              // whether the canvas holds anything to classify
   last: null,                // the last answer and the data: URL of the image it was computed from
   unit: null,                // the feature-map pixel last clicked: {layer, channel, row, col}
-  seq: 0,                    // request counter: an answer older than the newest one is dropped
+  seq: 0,                    // number of the newest change (input or model); only its answer is shown
+  input: 0,                  // number of the newest input (a stroke begun, a clear, a file chosen)
   timer: null,
 };
 const DEBOUNCE_MS = 120;     // while drawing, at most one request per pause this long
@@ -76,6 +77,7 @@ canvas.addEventListener("pointerdown", (e) => {
   drawing = e.pointerId;
   canvas.setPointerCapture(e.pointerId);
   state.upload = null;  // the canvas now differs from the uploaded file
+  state.input++;        // a file still being decoded must not cover this stroke
   const [x, y] = position(e);
   ctx.beginPath();
   ctx.fillStyle = "#000";
@@ -107,9 +109,10 @@ for (const type of ["pointerup", "pointercancel"]) {
 }
 $("clear").addEventListener("click", () => {
   clearCanvas();
-  state.seq++;  // an answer in flight belongs to the old drawing
-  clearTimeout(state.timer);
+  state.input++;
+  change();  // an answer in flight belongs to the old drawing
   busy(false);
+  showAnswer(null);
   $("top").textContent = "Draw something.";
   $("bars").replaceChildren();
   showError(null);
@@ -118,15 +121,21 @@ $("clear").addEventListener("click", () => {
 // ---------------------------------------------------------------- upload: file picker and drag-and-drop
 async function useFile(file) {
   if (!file) return;
+  // The page is busy from now on, and an answer in flight (say, for the drawing) is stale: else it
+  // could arrive while the file decodes and be shown as the answer to the upload.
+  change();
+  const input = ++state.input;
   showError(null);
   try {
     const bitmap = await createImageBitmap(file);
+    if (input !== state.input) return;  // a newer file, stroke or clear came while this one decoded
     clearCanvas();
     const scale = Math.min(canvas.width / bitmap.width, canvas.height / bitmap.height);
     const w = bitmap.width * scale, h = bitmap.height * scale;
     ctx.imageSmoothingEnabled = scale < 1;  // small images (28x28) stay sharp squares
     ctx.drawImage(bitmap, (canvas.width - w) / 2, (canvas.height - h) / 2, w, h);
   } catch (err) {
+    if (input !== state.input) return;
     clearCanvas();  // the browser cannot show it; the server still says what it makes of it
   }
   state.upload = file;   // the server gets the file itself, so it sees what scratchcnn.predict would
@@ -144,18 +153,32 @@ zone.addEventListener("drop", (e) => {
 });
 
 // ---------------------------------------------------------------- prediction
-// body[data-busy] is "1" from a change until its answer is shown (tests and styles read it).
+// Each change of the input or the model takes the next number (body[data-seq]); a request carries the
+// number of the change it answers, and its answer is shown only while that number is still the newest,
+// so an answer that arrives after a later change is dropped, whatever order the answers come back in.
+// body[data-busy] is "1" from a change until its answer (or error) is shown; #top's data-seq,
+// data-source ("drawing" or "file:NAME") and data-model say which request the shown answer belongs to.
+// Tests and styles read these attributes.
 function busy(flag) { document.body.dataset.busy = flag ? "1" : "0"; }
 
-function schedule(delay) {
+function change() {
   clearTimeout(state.timer);
+  state.seq++;
+  document.body.dataset.seq = String(state.seq);
   busy(true);
-  state.timer = setTimeout(predict, delay);
+  return state.seq;
 }
 
-function imageBlob() {
-  if (state.upload) return Promise.resolve(state.upload);
-  return new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
+function schedule(delay) {
+  const seq = change();
+  state.timer = setTimeout(() => predict(seq), delay);
+}
+
+// Marks on #top which request the shown answer belongs to, and its top class; null: none is shown.
+function showAnswer(request, name) {
+  const head = $("top");
+  for (const key of ["class", "seq", "source", "model"]) delete head.dataset[key];
+  if (request) Object.assign(head.dataset, { class: name, seq: String(request.seq), source: request.source, model: request.model });
 }
 
 function dataURL(blob) {
@@ -166,13 +189,16 @@ function dataURL(blob) {
   });
 }
 
-async function predict() {
+async function predict(seq) {
+  if (seq !== state.seq) return;
   if (!state.inked) { busy(false); return; }
-  const seq = ++state.seq;
-  const blob = await imageBlob();
+  // What to send is fixed now: the input and the model may change while the request is in flight.
+  const file = state.upload, model = state.model;
+  const request = { seq, model, source: file ? `file:${file.name}` : "drawing" };
+  const blob = file ?? await new Promise((resolve) => canvas.toBlob(resolve, "image/png"));  // copies the canvas now
   const form = new FormData();
-  form.append("image", blob, state.upload ? state.upload.name : "drawing.png");
-  form.append("model", state.model);
+  form.append("image", blob, file ? file.name : "drawing.png");
+  form.append("model", model);
   form.append("top_k", "5");
   form.append("details", "true");
   let answer;
@@ -184,11 +210,13 @@ async function predict() {
     if (seq === state.seq) { showError(`${err.message}`); busy(false); }
     return;
   }
-  if (seq !== state.seq) return;  // a newer drawing is already on its way
+  const image = await dataURL(blob);
+  if (seq !== state.seq) return;  // the input or the model changed meanwhile: a newer request is on its way
   showError(null);
-  state.last = { answer, image: await dataURL(blob), model: state.model };
+  state.last = { answer, image, model };
   render(answer);
-  if (seq === state.seq) busy(false);
+  showAnswer(request, answer.classes[0].name);
+  busy(false);
 }
 
 function showError(message) {
@@ -199,7 +227,6 @@ function showError(message) {
 function render(a) {
   const top = a.classes[0];
   const head = $("top");
-  head.dataset.class = top.name;
   head.replaceChildren(el("span", top.name, "name"), el("span", `${(100 * top.probability).toFixed(1)}%`, "prob"));
   $("bars").replaceChildren(...a.classes.map((c) => {
     const li = el("li");
@@ -345,5 +372,6 @@ function numbers(matrix, winner) {
 }
 
 clearCanvas();
+document.body.dataset.seq = "0";
 busy(false);
 loadModels().catch((err) => showError(`cannot list the models: ${err.message}`));

@@ -134,7 +134,7 @@ def test_a_resumed_folder_run_reads_the_size_and_channels_it_chose(tmp_path, cap
     assert len(err) == 1 and "option 'channels' is 2, expected 1 (grey) or 3 (colour) or null" in err[0], err
 
 
-def test_the_cache_is_reused_then_invalidated_when_a_file_changes(tmp_path):
+def test_the_cache_is_reused_then_invalidated_when_a_file_changes(tmp_path, monkeypatch):
     root = tmp_path / "photos"
     rng = np.random.default_rng(1)
     for name in ("a", "b"):
@@ -165,6 +165,58 @@ def test_the_cache_is_reused_then_invalidated_when_a_file_changes(tmp_path):
     assert not os.path.exists(first.info["cache"])  # the stale cache is removed
     cached = third.x_train.pixels[7, 0]  # b/3.png is the eighth file (sorted by name, then class)
     np.testing.assert_array_equal(cached, changed)
+
+    # Another size at the same time is a change too; a cache written before rows.json existed (its rows
+    # in index.json) is still copied from.
+    index_file = os.path.join(third.info["cache"], folder_cache.INDEX_FILE)
+    rows_file = os.path.join(third.info["cache"], folder_cache.ROWS_FILE)
+    with open(index_file) as f:
+        index = json.load(f)
+    with open(rows_file) as f:
+        index["rows"] = json.load(f)
+    with open(index_file, "w") as f:
+        json.dump(index, f)
+    os.remove(rows_file)
+    before = os.stat(root / "a" / "1.png")
+    _save(root / "a" / "1.png", np.zeros((10, 10), np.uint8))
+    os.utime(root / "a" / "1.png", ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert os.stat(root / "a" / "1.png").st_size != before.st_size
+    lines.clear()
+    fourth = load_folder(root, val_fraction=0.0, progress=False, log=lines.append)
+    assert not fourth.info["cache_reused"] and "a/1.png: changed since the cache was made; reading it again" in lines
+    assert any("(9 copied from the previous cache)" in line for line in lines)
+    np.testing.assert_array_equal(fourth.x_train.pixels[2, 0], np.zeros((10, 10), np.uint8))  # a/1.png: row 2
+    np.testing.assert_array_equal(fourth.x_train.pixels[7, 0], changed)
+
+    # A new layout of the key (another scratchcnn) finds no cache, then copies every row of the old one.
+    from scratchcnn.data.folder import scan as folder_scan
+
+    monkeypatch.setattr(folder_scan, "_KEY_FORMAT", b"another layout\0")
+    lines.clear()
+    fifth = load_folder(root, val_fraction=0.0, progress=False, log=lines.append)
+    assert not fifth.info["cache_reused"] and fifth.info["cache"] != fourth.info["cache"]
+    assert "the cache was made by another version of scratchcnn (no file changed); copying it to a new one" in lines
+    assert any("(10 copied from the previous cache)" in line for line in lines)
+    np.testing.assert_array_equal(fifth.x_train.pixels[:], fourth.x_train.pixels[:])
+
+
+def test_a_cache_that_does_not_match_its_folder_is_one_error(tmp_path):
+    """The rows of a cache are the scan's files less those it lists as skipped: a count that differs
+    (a damaged index) is one line naming the cache folder, not a silent misalignment."""
+    root = tmp_path / "photos"
+    for name in ("a", "b"):
+        for i in range(3):
+            _save(root / name / f"{i}.png", np.full((6, 6), 40 * i, np.uint8))
+    first = load_folder(root, val_fraction=0.0, test_fraction=0.5, progress=False, log=lambda *a: None)
+    index_file = os.path.join(first.info["cache"], folder_cache.INDEX_FILE)
+    with open(index_file) as f:
+        index = json.load(f)
+    index["skipped"] = ["a/1.png"]
+    with open(index_file, "w") as f:
+        json.dump(index, f)
+    with pytest.raises(DataError, match=r"the image cache cannot be read \(it holds 6 images, the folder 5 once the "
+                                        r"skipped files are left out\); delete that folder and run again"):
+        load_folder(root, val_fraction=0.0, test_fraction=0.5, progress=False, log=lambda *a: None)
 
 
 def test_an_interrupted_decode_leaves_no_cache(tmp_path, monkeypatch, cache_home):

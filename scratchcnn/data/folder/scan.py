@@ -24,14 +24,16 @@ import errno
 import gc
 import hashlib
 import os
-from array import array
+from bisect import bisect_left
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from operator import attrgetter, itemgetter
+from itertools import compress, repeat
+from operator import attrgetter, itemgetter, methodcaller, or_
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 from PIL import Image
 
 from scratchcnn.errors import DataError
@@ -83,20 +85,20 @@ class Scan:
             head = f"{self.root}\0{len(self.entries)}\0"
             digest = hashlib.sha256(_KEY_FORMAT + head.encode("utf-8", "surrogateescape"))
             if self.entries:
-                with paused_gc():
-                    paths, parts, labels, sizes, times = zip(*self.entries)
-                    digest.update("\0".join(paths + parts + labels).encode("utf-8", "surrogateescape"))
-                    digest.update(array("q", sizes).tobytes() + array("q", times).tobytes())
+                for field_of in itemgetter(0), itemgetter(1), itemgetter(2):  # path, part, class
+                    digest.update("\0".join(map(field_of, self.entries)).encode("utf-8", "surrogateescape") + b"\0")
+                for field_of in itemgetter(3), itemgetter(4):  # size, mtime
+                    digest.update(np.fromiter(map(field_of, self.entries), np.int64, len(self.entries)).tobytes())
             self._key = digest.hexdigest()
         return self._key
 
 
 @contextmanager
-def paused_gc():
+def _paused_gc():
     """Python's cycle collector off for the block (back on after, if it was on).
 
     Listing a large folder makes a few objects per file, none in a cycle; with the collector on,
-    each batch of new objects triggers a pass over all the older ones (seconds for 200,000 files).
+    each batch of new objects triggers a pass over all the older ones (a second or more for 200,000 files).
     """
     enabled = gc.isenabled()
     gc.disable()
@@ -138,7 +140,7 @@ def scan_folder(root, strict: bool = False) -> Scan:
     split = os.path.isdir(os.path.join(top, "train"))
     scan = Scan(root, split and os.path.isdir(os.path.join(top, "test")))
     walker = _Walker(scan, strict, image_extensions())
-    with paused_gc():
+    with _paused_gc():
         for part in PARTS if split else ("train",):
             if part == "test" and not scan.has_test:
                 continue
@@ -152,7 +154,9 @@ def scan_folder(root, strict: bool = False) -> Scan:
                         walker.problem(f"{rel}{child.name}/: class folder holds no images; skipped")
                 else:
                     walker.problem(f"{rel}{child.name}: not inside a class folder; skipped")
-            found.sort()  # by path inside the class folder, then class (no two rows share both)
+            # By path inside the class folder, then class: the classes were walked in name order and
+            # the sort is stable, so comparing the first field alone is enough.
+            found.sort(key=_FIRST)
             scan.entries += map(_ENTRY, map(_ENTRY_FIELDS, found))
     return scan
 
@@ -181,8 +185,15 @@ class _Walker:
             self.problem(f"{rel}: links back to a folder already read (a symlink loop); skipped")
             return
         self.seen.add((info.st_dev, info.st_ino))
+        children = self.children(folder.path, rel)
+        if not any(map(_IS_DIR, children)):  # a folder of files only, the usual case: all at once
+            try:
+                self._files(children, rel, inner, part, label, found)
+                return
+            except OSError:  # a file that cannot be stat-ed: the loop below names it
+                pass
         extensions, ignored = self.extensions, self.scan.ignored
-        for child in self.children(folder.path, rel):
+        for child in children:
             name = child.name
             if child.is_dir():
                 self.walk(child, f"{rel}{name}/", f"{inner}{name}/", part, label, found)
@@ -198,6 +209,23 @@ class _Walker:
                 continue
             found.append((inner + name, label, rel + name, part, label, stat.st_size, stat.st_mtime_ns))
 
+    def _files(self, children: list, rel: str, inner: str, part: str, label: str, found: list) -> None:
+        """``walk``'s loop for a folder without sub-folders, as a few passes of C-level calls.
+
+        Raises OSError, having changed nothing, if a file cannot be stat-ed.
+        """
+        names = list(map(_NAME, children))
+        wanted = [name[name.rfind("."):].lower() in self.extensions for name in names]
+        if not all(wanted):
+            children, images = list(compress(children, wanted)), list(compress(names, wanted))
+        else:
+            images = names
+        stats = list(map(_STAT, children))
+        if images is not names:
+            self.scan.ignored.extend(rel + name for name, keep in zip(names, wanted) if not keep)
+        found.extend(zip(map(inner.__add__, images), repeat(label), map(rel.__add__, images), repeat(part),
+                         repeat(label), map(_SIZE, stats), map(_MTIME, stats)))
+
     def children(self, path: str, rel: str) -> list:
         """The visible entries of the folder ``path`` (``rel`` from the root), sorted by name; a link
         that leads nowhere (broken, or a loop) or a folder that cannot be stat-ed is recorded as a
@@ -205,12 +233,17 @@ class _Walker:
         plain files are not, as the file type comes with the listing."""
         try:
             with os.scandir(path) as listing:
-                entries = sorted((e for e in listing if not e.name.startswith(".")), key=_NAME)
+                entries = sorted(listing, key=_NAME)
         except OSError as exc:
             self.problem(f"{rel or './'}: cannot list the folder: {_why(exc)}; skipped")
             return []
+        # Hidden names (a leading ".") sort together, before those starting with "/" (which no name does).
+        names = list(map(_NAME, entries))
+        first, end = bisect_left(names, "."), bisect_left(names, "/")
+        if end > first:
+            entries = entries[:first] + entries[end:]
         bad = set()
-        for child in [e for e in entries if e.is_symlink() or e.is_dir(follow_symlinks=False)]:
+        for child in compress(entries, map(or_, map(_IS_LINK, entries), map(_IS_FOLDER_HERE, entries))):
             try:
                 child.stat()
             except OSError as exc:
@@ -219,9 +252,11 @@ class _Walker:
         return [e for e in entries if e not in bad] if bad else entries
 
 
-_NAME = attrgetter("name")
+_NAME, _STAT, _SIZE, _MTIME = attrgetter("name"), methodcaller("stat"), attrgetter("st_size"), attrgetter("st_mtime_ns")
+_IS_DIR = methodcaller("is_dir")  # follows a link (its stat is kept by the DirEntry)
+_IS_LINK, _IS_FOLDER_HERE = methodcaller("is_symlink"), methodcaller("is_dir", follow_symlinks=False)
 # An Entry from a row of ``_Walker.walk``, without a Python-level call per file.
-_ENTRY_FIELDS, _ENTRY = itemgetter(2, 3, 4, 5, 6), partial(tuple.__new__, Entry)
+_ENTRY_FIELDS, _ENTRY, _FIRST = itemgetter(2, 3, 4, 5, 6), partial(tuple.__new__, Entry), itemgetter(0)
 
 
 def _why(exc: OSError) -> str:

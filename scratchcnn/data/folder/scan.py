@@ -145,20 +145,27 @@ def scan_folder(root, strict: bool = False) -> Scan:
             if part == "test" and not scan.has_test:
                 continue
             rel = f"{part}/" if split else ""
-            found = []  # (path inside the class folder, class, path, part, class, size, mtime)
+            found = _Found([], [])
             for child in walker.children(os.path.join(top, rel), rel):
                 if child.is_dir():
-                    before = len(found)
+                    before = len(found.entries)
                     walker.walk(child, f"{rel}{child.name}/", "", part, child.name, found)
-                    if len(found) == before:
+                    if len(found.entries) == before:
                         walker.problem(f"{rel}{child.name}/: class folder holds no images; skipped")
                 else:
                     walker.problem(f"{rel}{child.name}: not inside a class folder; skipped")
             # By path inside the class folder, then class: the classes were walked in name order and
-            # the sort is stable, so comparing the first field alone is enough.
-            found.sort(key=_FIRST)
-            scan.entries += map(_ENTRY, map(_ENTRY_FIELDS, found))
+            # the sort is stable, so comparing the paths alone is enough.
+            order = sorted(range(len(found.inner)), key=found.inner.__getitem__)
+            scan.entries += map(found.entries.__getitem__, order)
     return scan
+
+
+class _Found(NamedTuple):
+    """The images of one part as walked: each one's path inside its class folder, and its Entry."""
+
+    inner: list
+    entries: list
 
 
 class _Walker:
@@ -177,9 +184,8 @@ class _Walker:
             raise DataError(f"{line.replace('; skipped', '')} (--strict)")
         self.scan.problems.append(line)
 
-    def walk(self, folder: os.DirEntry, rel: str, inner: str, part: str, label: str, found: list) -> None:
-        """Append ``(inner path, label, path, part, label, size, mtime)`` for each image under ``folder``
-        (a listed child, stat-ed by ``children``)."""
+    def walk(self, folder: os.DirEntry, rel: str, inner: str, part: str, label: str, found: _Found) -> None:
+        """Add each image under ``folder`` (a listed child, stat-ed by ``children``) to ``found``."""
         info = folder.stat()  # cached by ``children``, which stat-ed this folder (following a link)
         if (info.st_dev, info.st_ino) in self.seen:
             self.problem(f"{rel}: links back to a folder already read (a symlink loop); skipped")
@@ -207,9 +213,10 @@ class _Walker:
             except OSError as exc:
                 self.problem(f"{rel}{name}: {_why(exc)}; skipped")
                 continue
-            found.append((inner + name, label, rel + name, part, label, stat.st_size, stat.st_mtime_ns))
+            found.inner.append(inner + name)
+            found.entries.append(Entry(rel + name, part, label, stat.st_size, stat.st_mtime_ns))
 
-    def _files(self, children: list, rel: str, inner: str, part: str, label: str, found: list) -> None:
+    def _files(self, children: list, rel: str, inner: str, part: str, label: str, found: _Found) -> None:
         """``walk``'s loop for a folder without sub-folders, as a few passes of C-level calls.
 
         Raises OSError, having changed nothing, if a file cannot be stat-ed.
@@ -223,8 +230,9 @@ class _Walker:
         stats = list(map(_STAT, children))
         if images is not names:
             self.scan.ignored.extend(rel + name for name, keep in zip(names, wanted) if not keep)
-        found.extend(zip(map(inner.__add__, images), repeat(label), map(rel.__add__, images), repeat(part),
-                         repeat(label), map(_SIZE, stats), map(_MTIME, stats)))
+        found.inner.extend(map(inner.__add__, images))
+        found.entries.extend(map(_ENTRY, zip(map(rel.__add__, images), repeat(part), repeat(label), map(_SIZE, stats),
+                                             map(_MTIME, stats))))
 
     def children(self, path: str, rel: str) -> list:
         """The visible entries of the folder ``path`` (``rel`` from the root), sorted by name; a link
@@ -255,8 +263,7 @@ class _Walker:
 _NAME, _STAT, _SIZE, _MTIME = attrgetter("name"), methodcaller("stat"), attrgetter("st_size"), attrgetter("st_mtime_ns")
 _IS_DIR = methodcaller("is_dir")  # follows a link (its stat is kept by the DirEntry)
 _IS_LINK, _IS_FOLDER_HERE = methodcaller("is_symlink"), methodcaller("is_dir", follow_symlinks=False)
-# An Entry from a row of ``_Walker.walk``, without a Python-level call per file.
-_ENTRY_FIELDS, _ENTRY, _FIRST = itemgetter(2, 3, 4, 5, 6), partial(tuple.__new__, Entry), itemgetter(0)
+_ENTRY = partial(tuple.__new__, Entry)  # an Entry from a tuple of its fields, without a Python-level call
 
 
 def _why(exc: OSError) -> str:

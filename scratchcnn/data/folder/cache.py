@@ -91,9 +91,6 @@ class Headers:
     grey: np.ndarray
     problems: dict
 
-    def __len__(self) -> int:
-        return len(self.width)
-
 
 def write_text_atomic(path, text: str) -> Path:
     """Write UTF-8 ``text`` to ``path`` through a temporary file in the same folder renamed over it
@@ -177,8 +174,8 @@ def choose_options(headers: Headers, image_size=None, channels=None, log=print) 
     readable = headers.width >= 0
     heights, widths = headers.height[readable], headers.width[readable]
     if image_size is None and readable.any():
-        if (heights == heights[0]).all() and (widths == widths[0]).all() and \
-                max(heights[0], widths[0]) <= MAX_DEFAULT_SIDE:
+        one_size = (heights == heights[0]).all() and (widths == widths[0]).all()
+        if one_size and max(heights[0], widths[0]) <= MAX_DEFAULT_SIDE:
             image_size, why = (heights[0], widths[0]), "the size of every image"
         else:
             side = min(MAX_DEFAULT_SIDE, int(np.median(np.minimum(heights, widths))))

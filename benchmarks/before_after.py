@@ -1,12 +1,13 @@
 """Two checkouts' cpu backend and PyTorch side by side: did a change make training or inference slower?
 
     git worktree add /tmp/before <commit>
-    python benchmarks/before_after.py /tmp/before . ROUNDS STEPS      # e.g. 5 10
+    python benchmarks/before_after.py /tmp/before . ROUNDS STEPS [NETWORKS]   # e.g. 5 10 classic,resnet20
 
 Each contender is a ``benchmarks/worker.py`` process of its own tree (the worker puts its tree first
 on PYTHONPATH), so both versions run in one process tree; rounds are interleaved and rotated; the
-figure is the median of per-step seconds (batch 64, 2 threads), printed as images/s for the classic
-and vgg-small networks, with the ratios after/before and after/PyTorch.
+figure is the median of per-step seconds (batch 64, 2 threads), printed as images/s for the networks
+named (default: classic,vgg-small; any preset both trees build), with the ratios after/before and
+after/PyTorch.
 """
 import importlib.util, json, os, sys, time
 import numpy as np
@@ -20,11 +21,12 @@ def load_worker(tree):
 
 before, after = sys.argv[1], sys.argv[2]
 rounds, steps = int(sys.argv[3]), int(sys.argv[4])
+networks = sys.argv[5].split(",") if len(sys.argv) > 5 else ["classic", "vgg-small"]
 W0, W1 = load_worker(before), load_worker(after)
 workers = {"cpu-before": W0("cpu", 2), "cpu-after": W1("cpu", 2), "torch": W1("torch", 2)}
 print("load before:", open("/proc/loadavg").read().strip(), flush=True)
 result = {}
-for network in ("classic", "vgg-small"):
+for network in networks:
     names = list(workers)
     for mode in ("train", "infer"):
         secs = {n: [] for n in names}

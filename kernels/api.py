@@ -43,12 +43,13 @@ KERNELS = (
     "adam_step", "sgd_step",
 )
 
-# Optional: Conv2D -> BatchNorm -> ReLU (-> MaxPool2D) as per-image convolution kernels with a
-# folded-BN epilogue (kernels/numpy_ref/conv_bn.py), and the BN formulas that step needs on
-# per-channel vectors (kernels/numpy_ref/norm.py). A backend that defines them says CONV_BN = True.
+# Optional: Conv2D -> BatchNorm -> ReLU (-> MaxPool2D), and a residual block's Conv2D -> BatchNorm ->
+# add the shortcut -> ReLU, as per-image convolution kernels with a folded-BN epilogue
+# (kernels/numpy_ref/conv_bn.py), and the BN formulas those steps need on per-channel vectors
+# (kernels/numpy_ref/norm.py). A backend that defines them says CONV_BN = True.
 CONV_BN_KERNELS = (
     "conv2d_affine_forward", "conv2d_affine_backward", "bn_relu_forward", "bn_relu_backward",
-    "bn_relu_pool_forward", "bn_relu_pool_backward",
+    "bn_relu_pool_forward", "bn_relu_pool_backward", "bn_add_relu_forward", "bn_backward_sums",
     "batchnorm_batch_affine", "batchnorm_inference_affine", "batchnorm_backward_affine",
 )
 

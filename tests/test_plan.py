@@ -71,7 +71,8 @@ def test_fused_and_unfused_plans_compute_the_same_outputs_gradients_and_training
 
 @pytest.mark.parametrize("backend", host_backends())
 def test_a_residual_blocks_main_path_is_planned_and_computes_the_same(backend):
-    """resnet8's blocks fuse their Conv-BN-ReLU (stride 1 and 2) on the CPU; outputs and gradients agree."""
+    """resnet8's blocks fuse their Conv-BN-ReLU (stride 1 and 2) and their end (last Conv-BN, shortcut, sum,
+    ReLU) on the CPU; training and inference outputs, gradients and running statistics agree."""
     from scratchcnn.nn.presets import build_model
 
     K, shape = kernels.get(backend), (1, 12, 12)
@@ -80,8 +81,16 @@ def test_a_residual_blocks_main_path_is_planned_and_computes_the_same(backend):
     models[1].build(shape, backend=backend)
     fused, unfused = models
     block = fused.layers[4]  # the first strided block: Conv3x3 stride 2 - BN - ReLU fused where the backend can
-    assert isinstance(block.steps[0], plan_module.ConvBNReLU) == bool(K.CONV_BN and K.FUSE_BY_DEFAULT)
-    assert unfused.layers[4].steps == unfused.layers[4].main
+    fuses = bool(K.CONV_BN and K.FUSE_BY_DEFAULT)
+    assert isinstance(block.steps[0], plan_module.ConvBNReLU) == fuses
+    for i, projection in ((3, False), (4, True)):  # an identity and a projection shortcut
+        tail = fused.layers[i].tail
+        assert isinstance(tail, plan_module.ConvBNAddReLU) == fuses
+        assert not fuses or (tail.projection is not None) == projection
+    assert unfused.layers[4].steps == unfused.layers[4].main and unfused.layers[4].tail is None
+    if fuses:  # summary shows the block's own plan, its end as one step
+        assert "main.conv2d_1 + main.batchnorm2d_1 + shortcut.conv2d_0 + shortcut.batchnorm2d_0  fused: " \
+               "ConvBNAddReLU" in fused.summary()
     x, y = synthetic_batch(shape, 8, 10, seed=2)
     for model in models:
         model.compile(Adam(1e-2), SoftmaxCrossEntropy())
@@ -93,6 +102,11 @@ def test_a_residual_blocks_main_path_is_planned_and_computes_the_same(backend):
     grads = {key: K.to_numpy(g).copy() for key, _, g in fused.parameters()}
     for key, _, g in unfused.parameters():
         np.testing.assert_allclose(grads[key], K.to_numpy(g), rtol=1e-4, atol=1e-5, err_msg=key)
+    arrays = fused.named_arrays()
+    for key, value in unfused.named_arrays().items():  # the running statistics took the same update
+        np.testing.assert_allclose(K.to_numpy(arrays[key]), K.to_numpy(value), rtol=1e-5, atol=1e-6, err_msg=key)
+    logits = [K.to_numpy(m.forward(K.asarray(x), training=False)).copy() for m in models]
+    np.testing.assert_allclose(logits[0], logits[1], rtol=1e-4, atol=1e-5)
 
 
 def test_summary_prints_the_plan_that_will_run():

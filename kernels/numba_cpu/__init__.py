@@ -25,8 +25,8 @@ from kernels.api import CONV_BN_KERNELS, KERNELS
 from kernels.host_memory import asarray, empty, synchronize, to_numpy, zeros
 from kernels.numba_cpu.activation import (add, add_relu_forward, dropout_backward, dropout_forward, relu_backward,
                                          relu_forward)
-from kernels.numba_cpu.bn_relu import (bn_relu_backward, bn_relu_forward, bn_relu_pool_backward,
-                                      bn_relu_pool_forward)
+from kernels.numba_cpu.bn_relu import (bn_add_relu_forward, bn_backward_sums, bn_relu_backward, bn_relu_forward,
+                                      bn_relu_pool_backward, bn_relu_pool_forward)
 from kernels.numba_cpu.conv_bn import conv2d_affine_backward, conv2d_affine_forward
 from kernels.numba_cpu.conv import bias_add_nchw, bias_grad_nchw, col2im, im2col
 from kernels.numba_cpu.gemm import bias_add, bias_grad, gemm

@@ -10,7 +10,8 @@ from numba import njit, prange
 
 from kernels.api import check_nchw, check_out, conv_output_size
 
-__all__ = ["bn_relu_forward", "bn_relu_backward", "bn_relu_pool_forward", "bn_relu_pool_backward"]
+__all__ = ["bn_relu_forward", "bn_relu_backward", "bn_relu_pool_forward", "bn_relu_pool_backward",
+           "bn_add_relu_forward", "bn_backward_sums"]
 
 
 @njit(parallel=True, cache=True)
@@ -157,3 +158,56 @@ def bn_relu_pool_backward(dout, argmax, out, z, mean, inv_std, kernel_size, stri
     g, sums = _gradient_outputs(z, g, sums, "bn_relu_pool_backward")
     _bn_relu_pool_backward_core(dout, argmax, out, z, mean, inv_std, kernel_size, stride, g, sums)
     return g, sums
+
+
+@njit(parallel=True, cache=True)
+def _bn_add_relu_core(z, scale, shift, r, r_scale, r_shift, out):
+    n, c, p = z.shape
+    zero = scale[0] - scale[0]
+    for task in prange(n * c):
+        img, ch = task // c, task % c
+        a, b, ra, rb = scale[ch], shift[ch], r_scale[ch], r_shift[ch]
+        src, res, dst = z[img, ch], r[img, ch], out[img, ch]
+        for j in range(p):
+            dst[j] = max((src[j] * a + b) + (res[j] * ra + rb), zero)
+
+
+def bn_add_relu_forward(z, scale, shift, residual, residual_scale, residual_shift, out=None):
+    """``relu(scale*z + shift + residual_scale*residual + residual_shift)``; see
+    ``numpy_ref.bn_add_relu_forward``. Parallel over planes."""
+    n, c, h, w = check_nchw(z, "z")
+    check_out(residual, z.shape, z.dtype, "bn_add_relu_forward residual")
+    if out is None:
+        out = np.empty_like(z)
+    check_out(out, z.shape, z.dtype, "bn_add_relu_forward out")
+    shape = (n, c, h * w)
+    _bn_add_relu_core(z.reshape(shape), scale, shift, residual.reshape(shape), residual_scale, residual_shift,
+                      out.reshape(shape))
+    return out
+
+
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
+def _bn_sums_core(g, z, mean, inv_std, sums):
+    n, c, p = z.shape
+    for ch in prange(c):  # one task per channel owns its sums, as in _bn_relu_backward_core
+        total, dot = 0.0, 0.0
+        mu, s = float(mean[ch]), float(inv_std[ch])
+        for img in range(n):
+            gg, zz = g[img, ch], z[img, ch]
+            for j in range(p):
+                total += gg[j]
+                dot += gg[j] * ((zz[j] - mu) * s)
+        sums[0, ch] = total
+        sums[1, ch] = dot
+
+
+def bn_backward_sums(g, z, mean, inv_std, sums=None):
+    """BN's two backward sums of a gradient that meets no ReLU; see ``numpy_ref.bn_backward_sums``.
+    Parallel over channels."""
+    n, c, h, w = check_nchw(z, "z")
+    check_out(g, z.shape, z.dtype, "bn_backward_sums g")
+    sums = np.empty((2, c), np.float64) if sums is None else sums
+    check_out(sums, (2, c), np.float64, "bn_backward_sums sums")
+    shape = (n, c, h * w)
+    _bn_sums_core(g.reshape(shape), z.reshape(shape), mean, inv_std, sums)
+    return sums

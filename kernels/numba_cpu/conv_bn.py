@@ -95,7 +95,7 @@ def _unfold(image, padding, stride, kh, kw, wp, h_out, w_out, length, shifted, p
 
 @njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _forward_core(x, w2, scale, shift, relu, kh, kw, stride, padding, wp, h_out, w_out, grid_w, shifted, out,
-                  stats, pad_work, cols_work, grid_work, args, scalars, address):
+                  stats, residual, has_residual, pad_work, cols_work, grid_work, args, scalars, address):
     n = x.shape[0]
     f, ckk = w2.shape
     length = h_out * grid_w
@@ -112,8 +112,11 @@ def _forward_core(x, w2, scale, shift, relu, kh, kw, stride, padding, wp, h_out,
             total, squares = 0.0, 0.0
             for oh in range(h_out):
                 src, dst = grid[ff, oh * grid_w:], out[img, ff, oh]
+                res = residual[img, ff, oh] if has_residual else dst  # dst: any row, never read
                 for ow in range(w_out):
                     v = src[ow] * a + b
+                    if has_residual:
+                        v += res[ow]
                     if relu and v < zero:
                         v = zero
                     dst[ow] = v
@@ -123,8 +126,9 @@ def _forward_core(x, w2, scale, shift, relu, kh, kw, stride, padding, wp, h_out,
             stats[img, 1, ff] = squares
 
 
-def conv2d_affine_forward(x, w, scale, shift, relu, stride=1, padding=0, out=None, stats=None):
-    """``act(scale * conv(x, w) + shift)`` in NCHW, and its per-channel sums; see ``numpy_ref.conv2d_affine_forward``.
+def conv2d_affine_forward(x, w, scale, shift, relu, stride=1, padding=0, out=None, stats=None, residual=None):
+    """``act(scale * conv(x, w) + shift [+ residual])`` in NCHW, and its per-channel sums; see
+    ``numpy_ref.conv2d_affine_forward``.
 
     Parallel over images, one im2col + BLAS call + epilogue per image (module docstring).
     """
@@ -133,10 +137,13 @@ def conv2d_affine_forward(x, w, scale, shift, relu, stride=1, padding=0, out=Non
     if out is None:
         out = np.empty(shape, x.dtype)
     check_out(out, shape, x.dtype, "conv2d_affine_forward out")
+    if residual is not None:
+        check_out(residual, shape, x.dtype, "conv2d_affine_forward residual")
     per_image = _scratch("stats", (geo.n, 2, geo.f), np.float64)
     _forward_core(x, np.ascontiguousarray(w).reshape(geo.f, -1), scale, shift, bool(relu), geo.kh, geo.kw, stride,
-                  padding, geo.wp, geo.h_out, geo.w_out, geo.grid_w, geo.shifted, out, per_image, geo.padded,
-                  geo.cols, geo.grid, geo.args, geo.scalars, geo.address)
+                  padding, geo.wp, geo.h_out, geo.w_out, geo.grid_w, geo.shifted, out, per_image,
+                  out if residual is None else residual, residual is not None, geo.padded, geo.cols, geo.grid,
+                  geo.args, geo.scalars, geo.address)
     if stats is not None:
         check_out(stats, (2, geo.f), np.float64, "conv2d_affine_forward stats")
         np.sum(per_image, axis=0, out=stats)

@@ -39,8 +39,9 @@ from kernels.api import CONV_BN_KERNELS, KERNELS
 from kernels.host_memory import asarray, empty, synchronize, to_numpy, zeros
 from kernels.numpy_ref.activation import (add, add_relu_forward, dropout_backward, dropout_forward, relu_backward,
                                          relu_forward)
-from kernels.numpy_ref.conv_bn import (bn_relu_backward, bn_relu_forward, bn_relu_pool_backward,
-                                      bn_relu_pool_forward, conv2d_affine_backward, conv2d_affine_forward)
+from kernels.numpy_ref.conv_bn import (bn_add_relu_forward, bn_backward_sums, bn_relu_backward, bn_relu_forward,
+                                      bn_relu_pool_backward, bn_relu_pool_forward, conv2d_affine_backward,
+                                      conv2d_affine_forward)
 from kernels.numpy_ref.conv import bias_add_nchw, bias_grad_nchw, col2im, im2col
 from kernels.numpy_ref.gemm import bias_add, bias_grad, gemm
 from kernels.numpy_ref.loss import softmax_xent_backward, softmax_xent_forward

@@ -6,14 +6,19 @@ only two passes over memory are needed if the kernels are cut differently:
 =========================  ==================================================================
 kernel                     computes
 =========================  ==================================================================
-``conv2d_affine_forward``         ``out = act(scale * conv(x, w) + shift)`` straight into NCHW, and the
+``conv2d_affine_forward``   ``out = act(scale * conv(x, w) + shift [+ residual])`` straight into NCHW, and the
                            per-channel sum and sum of squares of ``out`` (the batch statistics)
 ``bn_relu_forward``        ``relu(scale * z + shift)``: BN with its statistics folded into one
                            scale and shift per channel, then ReLU
 ``bn_relu_pool_forward``   the same, max-pooled
 ``bn_relu_backward``       the gradient through ReLU (and the pooling), and the two sums the BN
 ``bn_relu_pool_backward``  backward needs: ``sum(g)`` (= dbeta) and ``sum(g * x_hat)`` (= dgamma)
-``conv2d_affine_backward``        ``dz = g_scale*g + z_scale*z + shift`` (the BN backward, which is
+``bn_add_relu_forward``    the end of a residual block: ``relu(scale * z + shift + r_scale * r + r_shift)``,
+                           BN of the main path plus the shortcut ``r`` (the block's input, or a
+                           projection's convolution output with its own BN as ``r_scale``, ``r_shift``)
+``bn_backward_sums``       BN's two backward sums for a gradient that meets no ReLU (a projection
+                           shortcut's BN, whose output gradient is the block's)
+``conv2d_affine_backward``  ``dz = g_scale*g + z_scale*z + shift`` (the BN backward, which is
                            linear in g and z per channel), then the convolution's weight and
                            input gradients
 =========================  ==================================================================
@@ -42,8 +47,8 @@ from kernels.numpy_ref.conv import col2im, im2col
 from kernels.numpy_ref.gemm import gemm
 from kernels.numpy_ref.pool import maxpool_backward, maxpool_forward
 
-__all__ = ["conv2d_affine_forward", "conv2d_affine_backward", "bn_relu_forward", "bn_relu_backward", "bn_relu_pool_forward",
-           "bn_relu_pool_backward"]
+__all__ = ["conv2d_affine_forward", "conv2d_affine_backward", "bn_relu_forward", "bn_relu_backward",
+           "bn_relu_pool_forward", "bn_relu_pool_backward", "bn_add_relu_forward", "bn_backward_sums"]
 
 
 def _channel(v):
@@ -58,7 +63,7 @@ def _channel_sums(a, b=None):
     return np.stack([a.sum(axis=(0, 2, 3)), (a * b).sum(axis=(0, 2, 3))])
 
 
-def conv2d_affine_forward(x, w, scale, shift, relu, stride=1, padding=0, out=None, stats=None):
+def conv2d_affine_forward(x, w, scale, shift, relu, stride=1, padding=0, out=None, stats=None, residual=None):
     """A convolution with a per-channel affine epilogue, written in NCHW, and its output's statistics.
 
     Parameters
@@ -75,6 +80,10 @@ def conv2d_affine_forward(x, w, scale, shift, relu, stride=1, padding=0, out=Non
     out : ndarray, optional, shape (N, F, H_out, W_out), dtype of ``x``
     stats : ndarray, optional, float64, shape (2, F)
         If given, written with the per-channel sum and sum of squares of ``out``.
+    residual : ndarray, optional, shape of ``out``
+        Added before the ReLU: ``out = act(scale * conv(x, w) + shift + residual)``,
+        the inference epilogue of a residual block's last convolution (He et al.,
+        2016, eq. 1: the shortcut's value joins the sum before the block's ReLU).
 
     Returns
     -------
@@ -101,6 +110,9 @@ def conv2d_affine_forward(x, w, scale, shift, relu, stride=1, padding=0, out=Non
         out = np.empty((n, f, h_out, w_out), x.dtype)
     check_out(out, (n, f, h_out, w_out), x.dtype, "conv2d_affine_forward out")
     out[...] = z
+    if residual is not None:
+        check_out(residual, (n, f, h_out, w_out), x.dtype, "conv2d_affine_forward residual")
+        out += residual
     if relu:
         relu_forward(out, out=out)
     if stats is not None:
@@ -217,3 +229,45 @@ def bn_relu_pool_backward(dout, argmax, out, z, mean, inv_std, kernel_size, stri
     ReLU, is routed to each window's maximum (``maxpool_backward``), giving ``g`` in the shape of ``z``."""
     g = maxpool_backward(relu_backward(dout, out), argmax, z.shape, kernel_size, stride, out=g)
     return g, _bn_sums(g, z, mean, inv_std, sums)
+
+
+def bn_add_relu_forward(z, scale, shift, residual, residual_scale, residual_shift, out=None):
+    """The end of a residual block: ``relu(scale * z + shift + residual_scale * residual + residual_shift)``.
+
+    Parameters
+    ----------
+    z : ndarray, shape (N, C, H, W)
+        The main path's last convolution output; ``scale``, ``shift`` (C,) its BN folded
+        to an affine map (``batchnorm_batch_affine``).
+    residual : ndarray, shape of ``z``
+        The shortcut: the block's input (``residual_scale = 1``, ``residual_shift = 0``,
+        the identity), or a 1x1 projection's convolution output with that
+        projection's BN as ``residual_scale``, ``residual_shift`` (C,).
+    out : ndarray, optional, shape of ``z``
+
+    Returns
+    -------
+    out : the block's output, ``relu(F(x) + S(x))`` (He et al., 2016, eq. 1 and Fig. 2)
+
+    Raises
+    ------
+    ValueError
+        If ``residual`` or ``out`` has the wrong shape or dtype.
+    """
+    check_nchw(z, "z")
+    check_out(residual, z.shape, z.dtype, "bn_add_relu_forward residual")
+    if out is None:
+        out = np.empty_like(z)
+    check_out(out, z.shape, z.dtype, "bn_add_relu_forward out")
+    out[...] = (_channel(scale) * z + _channel(shift)) + (_channel(residual_scale) * residual
+                                                          + _channel(residual_shift))
+    return relu_forward(out, out=out)
+
+
+def bn_backward_sums(g, z, mean, inv_std, sums=None):
+    """``[sum(g), sum(g * x_hat)]`` per channel (float64 (2, C)), ``x_hat = (z - mean) * inv_std``: BN's
+    ``dbeta`` and ``dgamma`` for a gradient ``g`` (N, C, H, W) at BN's output that passes no ReLU of its
+    own (a projection shortcut's BN, whose output gradient is the block sum's). Raises ValueError for a
+    ``sums`` of the wrong shape or dtype."""
+    check_nchw(z, "z")
+    return _bn_sums(g, z, mean, inv_std, sums)

@@ -124,6 +124,7 @@ class Residual(Layer):
                 counts[kind] = counts.get(kind, 0) + 1
         self.name = None  # names the sub-layers
         self.steps = list(self.main)  # how the main path runs: its layers, or fused steps (``plan``)
+        self.tail = None  # fused: the last Conv-BN, shortcut, sum and ReLU as one step (``plan``)
         self.params, self.grads, self.buffers = (_ChildArrays(self, s) for s in ("params", "grads", "buffers"))
 
     # -- the block as a container ----------------------------------------------------
@@ -143,15 +144,22 @@ class Residual(Layer):
             child.name = prefix if value is None else f"{value}.{prefix}"
 
     def plan(self, fuse: bool) -> list:
-        """Make the main path's execution plan (``scratchcnn.nn.plan.make_plan``); ``Sequential.build`` calls it.
+        """Make the block's execution plan (``scratchcnn.nn.plan.block_plan``); ``Sequential.build`` calls it.
 
-        Fused, a Conv2D-BatchNorm2D-ReLU run of the main path is one ``ConvBNReLU`` step
-        on backends with those kernels; the function computed is the same. Returns the steps.
+        Fused, on backends with the Conv-BN kernels, a Conv2D-BatchNorm2D-ReLU run of the
+        main path is one ``ConvBNReLU`` step, and the main path's last Conv2D-BatchNorm2D,
+        the shortcut, the sum and the ReLU are one ``ConvBNAddReLU`` step (``tail``); the
+        function computed is the same. Returns the steps, the tail last if there is one.
         """
-        from scratchcnn.nn.plan import make_plan  # the plan module imports the layers
+        from scratchcnn.nn.plan import block_plan  # the plan module imports the layers
 
-        self.steps = make_plan(self.main, fuse)
-        return self.steps
+        self.steps, self.tail = block_plan(self.main, self.shortcut, fuse)
+        return self.inner_plan
+
+    @property
+    def inner_plan(self) -> list:
+        """The steps the block runs: the main path's (``steps``), then ``tail`` if fused; for ``summary``."""
+        return self.steps + ([self.tail] if self.tail is not None else [])
 
     def to(self, backend, dtype=None) -> "Residual":
         new = kernels.get(backend) if isinstance(backend, str) else backend
@@ -268,6 +276,8 @@ class Residual(Layer):
         y = x
         for step in self.steps:
             y = step.forward(y, training)
+        if self.tail is not None:
+            return self.tail.forward(y, x, training)
         s = x
         for layer in self.shortcut:
             s = layer.forward(s, training)
@@ -279,9 +289,14 @@ class Residual(Layer):
         return out
 
     def backward(self, dout):
-        K, out = self.K, self._cache.pop("out")
+        K, want_dx = self.K, self.requires_input_grad
+        if self.tail is not None:
+            dy, dx_short = self.tail.backward(dout, shortcut_grad=want_dx)
+            dx_main = self._path_backward(self.steps, dy, want_dx) if self.steps else dy
+            return K.add(dx_main, dx_short, out=self.workspace("dx", dx_main.shape, dx_main.dtype)) if want_dx \
+                else None
+        out = self._cache.pop("out")
         d = K.relu_backward(dout, out, out=self.workspace("d", dout.shape, dout.dtype))
-        want_dx = self.requires_input_grad
         dx_main = self._path_backward(self.steps, d, want_dx)
         if not self.shortcut:
             return K.add(dx_main, d, out=self.workspace("dx", dx_main.shape, d.dtype)) if want_dx else None

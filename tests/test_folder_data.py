@@ -134,7 +134,7 @@ def test_a_resumed_folder_run_reads_the_size_and_channels_it_chose(tmp_path, cap
     assert len(err) == 1 and "option 'channels' is 2, expected 1 (grey) or 3 (colour) or null" in err[0], err
 
 
-def test_the_cache_is_reused_then_invalidated_when_a_file_changes(tmp_path):
+def test_the_cache_is_reused_then_invalidated_when_a_file_changes(tmp_path, monkeypatch):
     root = tmp_path / "photos"
     rng = np.random.default_rng(1)
     for name in ("a", "b"):
@@ -165,6 +165,58 @@ def test_the_cache_is_reused_then_invalidated_when_a_file_changes(tmp_path):
     assert not os.path.exists(first.info["cache"])  # the stale cache is removed
     cached = third.x_train.pixels[7, 0]  # b/3.png is the eighth file (sorted by name, then class)
     np.testing.assert_array_equal(cached, changed)
+
+    # Another size at the same time is a change too; a cache written before rows.json existed (its rows
+    # in index.json) is still copied from.
+    index_file = os.path.join(third.info["cache"], folder_cache.INDEX_FILE)
+    rows_file = os.path.join(third.info["cache"], folder_cache.ROWS_FILE)
+    with open(index_file) as f:
+        index = json.load(f)
+    with open(rows_file) as f:
+        index["rows"] = json.load(f)
+    with open(index_file, "w") as f:
+        json.dump(index, f)
+    os.remove(rows_file)
+    before = os.stat(root / "a" / "1.png")
+    _save(root / "a" / "1.png", np.zeros((10, 10), np.uint8))
+    os.utime(root / "a" / "1.png", ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert os.stat(root / "a" / "1.png").st_size != before.st_size
+    lines.clear()
+    fourth = load_folder(root, val_fraction=0.0, progress=False, log=lines.append)
+    assert not fourth.info["cache_reused"] and "a/1.png: changed since the cache was made; reading it again" in lines
+    assert any("(9 copied from the previous cache)" in line for line in lines)
+    np.testing.assert_array_equal(fourth.x_train.pixels[2, 0], np.zeros((10, 10), np.uint8))  # a/1.png: row 2
+    np.testing.assert_array_equal(fourth.x_train.pixels[7, 0], changed)
+
+    # A new layout of the key (another scratchcnn) finds no cache, then copies every row of the old one.
+    from scratchcnn.data.folder import scan as folder_scan
+
+    monkeypatch.setattr(folder_scan, "_KEY_FORMAT", b"another layout\0")
+    lines.clear()
+    fifth = load_folder(root, val_fraction=0.0, progress=False, log=lines.append)
+    assert not fifth.info["cache_reused"] and fifth.info["cache"] != fourth.info["cache"]
+    assert "the cache was made by another version of scratchcnn (no file changed); copying it to a new one" in lines
+    assert any("(10 copied from the previous cache)" in line for line in lines)
+    np.testing.assert_array_equal(fifth.x_train.pixels[:], fourth.x_train.pixels[:])
+
+
+def test_a_cache_that_does_not_match_its_folder_is_one_error(tmp_path):
+    """The rows of a cache are the scan's files less those it lists as skipped: a count that differs
+    (a damaged index) is one line naming the cache folder, not a silent misalignment."""
+    root = tmp_path / "photos"
+    for name in ("a", "b"):
+        for i in range(3):
+            _save(root / name / f"{i}.png", np.full((6, 6), 40 * i, np.uint8))
+    first = load_folder(root, val_fraction=0.0, test_fraction=0.5, progress=False, log=lambda *a: None)
+    index_file = os.path.join(first.info["cache"], folder_cache.INDEX_FILE)
+    with open(index_file) as f:
+        index = json.load(f)
+    index["skipped"] = ["a/1.png"]
+    with open(index_file, "w") as f:
+        json.dump(index, f)
+    with pytest.raises(DataError, match=r"the image cache cannot be read \(it holds 6 images, the folder 5 once the "
+                                        r"skipped files are left out\); delete that folder and run again"):
+        load_folder(root, val_fraction=0.0, test_fraction=0.5, progress=False, log=lambda *a: None)
 
 
 def test_an_interrupted_decode_leaves_no_cache(tmp_path, monkeypatch, cache_home):
@@ -348,3 +400,85 @@ def test_grey_histogram_statistics_match_the_built_in_float32(data_dir):
         counts = channel_histograms(x[:, None], np.arange(len(x)))
         assert np.float32(histogram_statistics(counts)[0]) == np.float32(pixel_statistics(x, 255.0)[0])
         assert np.float32(histogram_statistics(counts)[1]) == np.float32(pixel_statistics(x, 255.0)[1])
+
+
+def test_scan_lists_files_in_order_and_names_every_problem(tmp_path):
+    """Links are followed (a linked class folder, a linked file), a folder loop, a broken link and a
+    link to itself are each one line, hidden entries are passed over, other extensions counted as
+    ignored; entries come sorted by path inside their class folder, then class, with the size and
+    time of the file a link leads to."""
+    from scratchcnn.data.folder import scan_folder
+
+    root, outside = tmp_path / "photos", tmp_path / "elsewhere"
+    files = {"a/10.png": 3, "a/2.png": 4, "a/sub.png": 5, "a/sub/1.png": 6, "a/UPPER.PNG": 7, "c/deep/1.png": 8,
+             "c/2.jpg": 9}
+    for rel, size in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"x" * size)  # the scan reads no pixels: any bytes do
+    for rel in ("a/notes.txt", "a/.hidden.png", "a/.git/1.png", "stray.png", "d/readme.md"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"y")
+    (root / "empty").mkdir()
+    (outside / "b").mkdir(parents=True)
+    (outside / "b" / "1.png").write_bytes(b"z" * 11)
+    (outside / "far.png").write_bytes(b"z" * 12)
+    os.symlink(outside / "b", root / "b")  # a class folder elsewhere: followed
+    os.symlink(outside / "far.png", root / "a" / "linked.png")  # a file elsewhere: followed
+    os.symlink("nowhere.png", root / "a" / "broken.png")
+    os.symlink("self.png", root / "a" / "self.png")
+    os.symlink("..", root / "c" / "deep" / "up")  # back to c/: a folder loop
+    os.utime(root / "a" / "2.png", ns=(5, 123_456_789_012))
+
+    scan = scan_folder(root)
+    assert scan.root == root.resolve() and not scan.has_test
+    assert [(e.path, e.label) for e in scan.entries] == [
+        ("b/1.png", "b"), ("a/10.png", "a"), ("c/2.jpg", "c"), ("a/2.png", "a"), ("a/UPPER.PNG", "a"),
+        ("c/deep/1.png", "c"), ("a/linked.png", "a"), ("a/sub.png", "a"), ("a/sub/1.png", "a")]
+    for e in scan.entries:
+        info = os.stat(root / e.path)
+        assert (e.part, e.size, e.mtime_ns) == ("train", info.st_size, info.st_mtime_ns), e
+    assert scan.entries[3].mtime_ns == 123_456_789_012 and scan.entries[0].size == 11
+    assert scan.problems == [
+        "a/broken.png: broken symbolic link (its target does not exist); skipped",
+        "a/self.png: symbolic link loop; skipped",
+        "c/deep/up/: links back to a folder already read (a symlink loop); skipped",
+        "d/: class folder holds no images; skipped",
+        "empty/: class folder holds no images; skipped",
+        "stray.png: not inside a class folder; skipped"]
+    assert scan.ignored == ["a/notes.txt", "d/readme.md"]
+    with pytest.raises(DataError, match=r"^a/broken.png: broken symbolic link \(its target does not exist\) "
+                                         r"\(--strict\)$"):
+        scan_folder(root, strict=True)
+
+    split = tmp_path / "split"
+    for rel in ("train/y/1.png", "train/x/2.png", "train/x/1.png", "test/x/1.png", "test/z/1.png"):
+        (split / rel).parent.mkdir(parents=True, exist_ok=True)
+        (split / rel).write_bytes(b"x")
+    (split / "train" / "stray.png").write_bytes(b"x")
+    scan = scan_folder(split)
+    assert scan.has_test and [(e.path, e.part, e.label) for e in scan.entries] == [
+        ("train/x/1.png", "train", "x"), ("train/y/1.png", "train", "y"), ("train/x/2.png", "train", "x"),
+        ("test/x/1.png", "test", "x"), ("test/z/1.png", "test", "z")]
+    assert scan.problems == ["train/stray.png: not inside a class folder; skipped"]
+
+
+def test_the_scan_key_follows_every_size_and_time(tmp_path):
+    """The cache key changes when a file's size changes with its time put back, or its time alone,
+    or a file is renamed; scanning an unchanged folder again gives the same key."""
+    from scratchcnn.data.folder import scan_folder
+
+    root = tmp_path / "photos"
+    for rel in ("a/1.png", "a/2.png", "b/1.png"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"x" * 10)
+    os.utime(root / "a" / "2.png", ns=(7, 1_000_000_000))
+    keys = [scan_folder(root).key()]
+    assert scan_folder(root).key() == keys[0]
+    (root / "a" / "2.png").write_bytes(b"x" * 11)
+    os.utime(root / "a" / "2.png", ns=(7, 1_000_000_000))  # the same time, another size
+    keys.append(scan_folder(root).key())
+    os.utime(root / "a" / "2.png", ns=(7, 1_000_000_001))  # the same size, another time
+    keys.append(scan_folder(root).key())
+    os.rename(root / "b" / "1.png", root / "b" / "3.png")
+    keys.append(scan_folder(root).key())
+    assert len(set(keys)) == 4

@@ -3,10 +3,12 @@
 Layout: ``cache_dir()/folders/<hash of the root path>/``
 
 - ``headers-<scan key>.json``: each image's width, height and whether it is grey
-  (read from the file headers, to choose the default size and channels);
-- ``<scan key>-<options key>/pixels.u8``: the images, uint8 (N, C, H, W), row after row,
-  and ``index.json``: each row's file, size, mtime, part and class, and one line per
-  file that could not be used.
+  (read from the file headers, to choose the default size and channels), as columns;
+- ``<scan key>-<options key>/pixels.u8``: the images, uint8 (N, C, H, W), row after row;
+  ``index.json``: the shape, one line per file that could not be used and those files'
+  paths (the rows are the scan's entries without them, in order, so a later run needs
+  no per-row record to reopen the cache); ``rows.json``: each row's file, size, mtime,
+  part and class, read only when the folder changed (to copy the unchanged rows).
 
 The scan key covers every file's path, size and modification time
 (``Scan.key``), the options key the image size, channels and preprocessing, so a
@@ -41,29 +43,53 @@ from scratchcnn.data.sources import cache_dir
 from scratchcnn.data.streaming import open_uint8
 from scratchcnn.errors import DataError, OutputError
 
-__all__ = ["FolderCache", "open_cache", "read_headers", "choose_options", "folder_cache_root", "decode_entry",
-           "write_text_atomic", "CACHE_VERSION", "MAX_DEFAULT_SIDE", "PIXELS_FILE", "INDEX_FILE"]
+__all__ = ["FolderCache", "Headers", "open_cache", "read_headers", "choose_options", "folder_cache_root",
+           "decode_entry", "write_text_atomic", "CACHE_VERSION", "MAX_DEFAULT_SIDE", "PIXELS_FILE", "INDEX_FILE",
+           "ROWS_FILE"]
 
 CACHE_VERSION = 1  # bump when decoding changes: older caches are then never read
 MAX_DEFAULT_SIDE = 64  # the default image size is at most this many pixels per side
-PIXELS_FILE, INDEX_FILE = "pixels.u8", "index.json"
+PIXELS_FILE, INDEX_FILE, ROWS_FILE = "pixels.u8", "index.json", "rows.json"
 _GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 _IDENTITY = {"mean": 0.0, "std": 1.0}  # preprocess_image's standardisation, switched off
 
 
 @dataclass
 class FolderCache:
-    """An opened cache: ``pixels`` uint8 (N, C, H, W) mapped from ``path``, and per row its
-    file, part and class folder; ``problems`` holds one line per file left out when decoding."""
+    """An opened cache: ``pixels`` uint8 (N, C, H, W) mapped from ``path``, and per row the scan's
+    ``Entry`` (``rows``; its file, part and class folder also as lists: ``files``, ``parts``,
+    ``labels``); ``problems`` holds one line per file left out when decoding."""
 
     path: Path
     pixels: np.ndarray
     mapped: object
-    files: list
-    parts: list
-    labels: list
+    rows: list
     problems: list
     reused: bool
+
+    @property
+    def files(self) -> list:
+        return [row.path for row in self.rows]
+
+    @property
+    def parts(self) -> list:
+        return [row.part for row in self.rows]
+
+    @property
+    def labels(self) -> list:
+        return [row.label for row in self.rows]
+
+
+@dataclass
+class Headers:
+    """What the file headers of a scan's entries say: per entry ``width`` and ``height`` (pixels,
+    int64 (N,), -1 where the header cannot be read) and ``grey`` (bool (N,)); ``problems`` maps
+    the row of each unreadable file to its line."""
+
+    width: np.ndarray
+    height: np.ndarray
+    grey: np.ndarray
+    problems: dict
 
 
 def write_text_atomic(path, text: str) -> Path:
@@ -100,30 +126,36 @@ def folder_cache_root(root: Path) -> Path:
     return cache_dir() / "folders" / hashlib.sha256(str(root).encode("utf-8")).hexdigest()[:16]
 
 
-def read_headers(scan, progress: bool = True) -> list:
-    """Per entry of ``scan``: ``[width, height, grey]`` from the file's header, or a problem line.
+def read_headers(scan, progress: bool = True) -> Headers:
+    """The width, height and greyness of each entry of ``scan``, from the file headers.
 
-    Read once per scan key and kept as ``headers-<key>.json`` in the folder's cache.
-    A file counts as grey when its mode is a grey one (``L``, ``I;16``, ...) or a
-    palette of greys; an RGB file whose channels happen to be equal counts as colour.
+    Read once per scan key and kept as ``headers-<key>.json`` in the folder's cache (as
+    columns of numbers, which a later run parses quickly). A file counts as grey when its
+    mode is a grey one (``L``, ``I;16``, ...) or a palette of greys; an RGB file whose
+    channels happen to be equal counts as colour. A file Pillow cannot open is one line
+    in ``Headers.problems``.
     """
     store = folder_cache_root(scan.root) / f"headers-{scan.key()}.json"
+    n = len(scan.entries)
     try:
-        headers = json.loads(store.read_text())
-        if isinstance(headers, list) and len(headers) == len(scan.entries):
+        stored = json.loads(store.read_text())
+        headers = Headers(np.array(stored["width"], np.int64), np.array(stored["height"], np.int64),
+                          np.array(stored["grey"], bool), {int(row): line for row, line in stored["problems"].items()})
+        if headers.width.shape == headers.height.shape == headers.grey.shape == (n,):
             return headers
-    except (OSError, ValueError):
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
         pass
-    headers = []
-    for entry in tqdm(scan.entries, desc="reading image headers", unit="img", disable=not progress, leave=False):
+    width, height, grey, problems = [-1] * n, [-1] * n, [False] * n, {}
+    entries = tqdm(scan.entries, desc="reading image headers", unit="img", disable=not progress, leave=False)
+    for row, entry in enumerate(entries):
         try:
             with Image.open(scan.root / entry.path) as img:
-                grey = img.mode in _GREY_MODES or (img.mode in ("P", "PA") and _grey_palette(img))
-                headers.append([img.width, img.height, grey])
+                grey[row] = img.mode in _GREY_MODES or (img.mode in ("P", "PA") and _grey_palette(img))
+                width[row], height[row] = img.width, img.height
         except Exception as exc:  # Pillow raises many kinds for a bad file: each is one line, not a crash
-            headers.append(f"{entry.path}: not an image Pillow can read ({type(exc).__name__}: {exc}); skipped")
-    write_text_atomic(store, json.dumps(headers))
-    return headers
+            problems[row] = f"{entry.path}: not an image Pillow can read ({type(exc).__name__}: {exc}); skipped"
+    write_text_atomic(store, json.dumps({"width": width, "height": height, "grey": grey, "problems": problems}))
+    return Headers(np.array(width, np.int64), np.array(height, np.int64), np.array(grey, bool), problems)
 
 
 def _grey_palette(img) -> bool:
@@ -131,23 +163,26 @@ def _grey_palette(img) -> bool:
     return all(palette[i] == palette[i + 1] == palette[i + 2] for i in range(0, len(palette) - 2, 3))
 
 
-def choose_options(headers: list, image_size=None, channels=None, log=print) -> tuple[tuple, int]:
-    """The image size (h, w) and channels to train at: the ones given, else chosen from ``headers``.
+def choose_options(headers: Headers, image_size=None, channels=None, log=print) -> tuple[tuple, int]:
+    """The image size (h, w) and channels to train at: the ones given, else chosen from ``headers``
+    (those of the readable files; None when there are none).
 
     Size: the images' own when they all share one no larger than ``MAX_DEFAULT_SIDE``,
     else a square whose side is the median shorter side, at most ``MAX_DEFAULT_SIDE``.
     Channels: 1 when every image is grey, else 3. A chosen value is logged with why.
     """
-    sizes = [(h[1], h[0]) for h in headers if isinstance(h, list)]
-    if image_size is None and sizes:
-        if len(set(sizes)) == 1 and max(sizes[0]) <= MAX_DEFAULT_SIDE:
-            image_size, why = sizes[0], "the size of every image"
+    readable = headers.width >= 0
+    heights, widths = headers.height[readable], headers.width[readable]
+    if image_size is None and readable.any():
+        one_size = (heights == heights[0]).all() and (widths == widths[0]).all()
+        if one_size and max(heights[0], widths[0]) <= MAX_DEFAULT_SIDE:
+            image_size, why = (heights[0], widths[0]), "the size of every image"
         else:
-            side = min(MAX_DEFAULT_SIDE, int(np.median([min(s) for s in sizes])))
+            side = min(MAX_DEFAULT_SIDE, int(np.median(np.minimum(heights, widths))))
             image_size, why = (side, side), f"median shorter side of the images, at most {MAX_DEFAULT_SIDE}"
         log(f"image size {image_size[0]}x{image_size[1]} ({why}; set it with --image-size)")
-    if channels is None and sizes:
-        channels = 1 if all(h[2] for h in headers if isinstance(h, list)) else 3
+    if channels is None and readable.any():
+        channels = 1 if headers.grey[readable].all() else 3
         log(f"channels {channels} ({'every image is grey' if channels == 1 else 'some images are in colour'}; "
             "set it with --channels)")
     return (tuple(int(v) for v in image_size) if image_size else None), channels
@@ -182,36 +217,45 @@ def open_cache(scan, image_size: tuple, channels: int, strict: bool = False, pro
         _build(scan, shape, options, path, strict, progress, log)
     else:
         log(f"using the cache {path} (decoded images)")
-    cache = _open(path)
+    cache = _open(path, scan)
     if strict and cache.problems:
         raise DataError(f"{cache.problems[0].replace('; skipped', '')} (--strict)")
     cache.reused = reused
     return cache
 
 
-def _open(path: Path) -> FolderCache:
+def _open(path: Path, scan) -> FolderCache:
+    """The cache at ``path`` made for ``scan``'s listing: its rows are the scan's entries less the
+    files ``index.json`` lists as skipped (the folder's name holds the listing's key)."""
     try:
         index = json.loads((path / INDEX_FILE).read_text())
+        skipped = set(index["skipped"])
+        rows = [entry for entry in scan.entries if entry.path not in skipped] if skipped else scan.entries
+        if len(rows) != index["shape"][0]:
+            raise ValueError(f"it holds {index['shape'][0]} images, the folder {len(rows)} once the skipped files "
+                             "are left out")
         pixels, mapped = open_uint8(path / PIXELS_FILE, tuple(index["shape"]))
-        rows = index["rows"]
-        return FolderCache(path, pixels, mapped, [r[0] for r in rows], [r[3] for r in rows],
-                           [r[4] for r in rows], list(index["problems"]), True)
+        return FolderCache(path, pixels, mapped, rows, list(index["problems"]), True)
     except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
         raise DataError(f"{path}: the image cache cannot be read ({exc}); delete that folder and run again") from None
 
 
 def _previous(home: Path, options: str, path: Path) -> dict:
-    """Rows of the newest other cache of these options in ``home``: path -> (size, mtime, row, pixels)."""
+    """Rows of the newest other cache of these options in ``home``: path -> (size, mtime, row, pixels).
+
+    Its rows are in ``rows.json``, or in ``index.json`` for a cache written before that file existed.
+    """
     others = sorted((p for p in home.glob(f"*-{options}") if p != path and (p / INDEX_FILE).is_file()),
                     key=lambda p: p.stat().st_mtime)
     if not others:
         return {}
     try:
-        old = _open(others[-1])
-    except DataError:
+        index = json.loads((others[-1] / INDEX_FILE).read_text())
+        rows = index["rows"] if "rows" in index else json.loads((others[-1] / ROWS_FILE).read_text())
+        pixels, _ = open_uint8(others[-1] / PIXELS_FILE, tuple(index["shape"]))
+        return {r[0]: (r[1], r[2], i, pixels) for i, r in enumerate(rows)}
+    except (OSError, ValueError, KeyError, IndexError, TypeError):  # unreadable: decode everything again
         return {}
-    index = json.loads((others[-1] / INDEX_FILE).read_text())
-    return {r[0]: (r[1], r[2], i, old.pixels) for i, r in enumerate(index["rows"])}
 
 
 def _build(scan, shape, options: str, path: Path, strict: bool, progress: bool, log) -> None:
@@ -226,10 +270,13 @@ def _build(scan, shape, options: str, path: Path, strict: bool, progress: bool, 
         gone = len(set(previous) - {e.path for e in scan.entries})
         for name in changed:
             log(f"{name}: changed since the cache was made; reading it again")
-        log(f"the folder changed since its cache was made ({len(changed)} changed, {added} new, {gone} removed "
-            "files); updating the cache")
+        if changed or added or gone:
+            log(f"the folder changed since its cache was made ({len(changed)} changed, {added} new, {gone} removed "
+                "files); updating the cache")
+        else:  # the same files under another key: the key's layout (scan.py) changed
+            log("the cache was made by another version of scratchcnn (no file changed); copying it to a new one")
     tmp = Path(tempfile.mkdtemp(prefix=f".build-{os.getpid()}-", dir=home))
-    rows, problems, copied = [], [], 0
+    rows, problems, skipped, copied = [], [], [], 0
     try:
         with open(tmp / PIXELS_FILE, "wb") as out:
             for entry in tqdm(scan.entries, desc="decoding images", unit="img", disable=not progress):
@@ -245,12 +292,14 @@ def _build(scan, shape, options: str, path: Path, strict: bool, progress: bool, 
                         if strict:
                             raise DataError(f"{exc} (--strict)") from None
                         problems.append(line)
+                        skipped.append(entry.path)
                         continue
                 rows.append([entry.path, entry.size, entry.mtime_ns, entry.part, entry.label])
             out.flush()
             os.fsync(out.fileno())
-        index = {"version": CACHE_VERSION, "root": str(scan.root), "shape": [len(rows), *shape], "rows": rows,
-                 "problems": problems}
+        index = {"version": CACHE_VERSION, "root": str(scan.root), "shape": [len(rows), *shape],
+                 "problems": problems, "skipped": skipped}
+        write_text_atomic(tmp / ROWS_FILE, json.dumps(rows))
         write_text_atomic(tmp / INDEX_FILE, json.dumps(index))
         try:
             os.rename(tmp, path)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
+from operator import attrgetter
 
 import numpy as np
 from sklearn.model_selection import train_test_split
@@ -15,6 +15,8 @@ from scratchcnn.data.streaming import NormalizedRows, channel_histograms, histog
 from scratchcnn.errors import ConfigError, DataError, OutputError
 
 __all__ = ["load_folder", "TEST_SPLIT_SEED", "DEFAULT_TEST_FRACTION"]
+
+_PART, _LABEL = attrgetter("part"), attrgetter("label")
 
 # The held-out test split is fixed (not seeded), as digits' is: every run and every
 # evaluation of the folder reports on the same images.
@@ -70,14 +72,20 @@ def load_folder(root, val_fraction: float = 0.1, train_limit=None, seed: int = 0
         image_size, channels = choose_options(headers, image_size, channels, log)
         if image_size is None:  # not one header could be read
             raise DataError(f"--data-dir {scan.root}: none of its {len(scan.entries)} image files can be read "
-                            f"({next(h for h in headers if isinstance(h, str))})")
+                            f"({next(iter(headers.problems.values()))})")
     cache = open_cache(scan, tuple(image_size), int(channels), strict, progress, log)
     problems += cache.problems
-    parts, folders = np.array(cache.parts), np.array(cache.labels)
-    class_names = sorted(str(name) for name in set(folders[parts == "train"]))
+    # Per row: whether it is a test image, and its class folder as a number (one pass of C-level
+    # calls over the rows; a folder of 200,000 images is reopened at every run).
+    n = len(cache.rows)
+    is_test = np.fromiter(map("test".__eq__, map(_PART, cache.rows)), bool, n)
+    folder_names = sorted(set(map(_LABEL, cache.rows)))
+    code = {name: i for i, name in enumerate(folder_names)}
+    folders = np.fromiter(map(code.__getitem__, map(_LABEL, cache.rows)), np.int64, n)
+    class_names = [folder_names[i] for i in np.unique(folders[~is_test])]
     if not class_names:
         raise DataError(f"--data-dir {scan.root}: none of its {len(scan.entries)} image files can be read")
-    lost = sorted(str(name) for name in set(folders[parts == "test"]) - set(class_names))
+    lost = sorted(set(folder_names[i] for i in np.unique(folders[is_test])) - set(class_names))
     for name in lost:
         problems.append(f"test/{name}/: class has no training images; its test images are skipped")
     if len(class_names) == 1:
@@ -86,14 +94,14 @@ def load_folder(root, val_fraction: float = 0.1, train_limit=None, seed: int = 0
         raise DataError(f"{problems[len(scan.problems) + len(cache.problems)]} (--strict)")
     for line in problems:
         log(line)
-    skipped = len(scan.problems) + len(cache.problems) + int(np.isin(folders[parts == "test"], lost).sum())
+    lookup = {name: i for i, name in enumerate(class_names)}
+    labels = np.array([lookup.get(name, -1) for name in folder_names], np.int64)[folders]
+    skipped = len(scan.problems) + len(cache.problems) + int((labels[is_test] < 0).sum())
     if problems:
         log(f"skipped {skipped} file(s) or folder(s) that cannot be used (listed above)")
     if scan.ignored:
         log(f"ignored {len(scan.ignored)} file(s) whose extension is not an image's (e.g. {scan.ignored[0]})")
-    lookup = {name: i for i, name in enumerate(class_names)}
-    labels = np.array([lookup.get(name, -1) for name in folders], np.int64)
-    train_rows, test_rows = _train_test_rows(parts, labels, scan.has_test, test_fraction)
+    train_rows, test_rows = _train_test_rows(is_test, labels, scan.has_test, test_fraction)
     if train_limit is not None:
         train_rows = train_rows[:train_limit]
     keep, held = validation_split(labels[train_rows], val_fraction, seed)
@@ -117,12 +125,12 @@ def load_folder(root, val_fraction: float = 0.1, train_limit=None, seed: int = 0
                       labels[test_rows], class_names, mean, std, "folder", {"folder": str(scan.root)}, info)
 
 
-def _train_test_rows(parts, labels, has_test: bool, test_fraction: float):
-    """Cache rows of the training and test splits, each in file order."""
+def _train_test_rows(is_test, labels, has_test: bool, test_fraction: float):
+    """Cache rows of the training and test splits, each in file order (``is_test``: bool per row)."""
     usable = labels >= 0
-    train_rows = np.flatnonzero((parts == "train") & usable)
+    train_rows = np.flatnonzero(~is_test & usable)
     if has_test:
-        return train_rows, np.flatnonzero((parts == "test") & usable)
+        return train_rows, np.flatnonzero(is_test & usable)
     y = labels[train_rows]
     n_test = int(round(test_fraction * len(y)))
     n_classes = len(np.unique(y))
@@ -152,5 +160,5 @@ def _statistics(cache, rows):
 
 
 def _counts(labels, class_names) -> dict:
-    found = Counter(int(v) for v in labels)
-    return {name: found.get(i, 0) for i, name in enumerate(class_names)}
+    found = np.bincount(labels, minlength=len(class_names))
+    return {name: int(found[i]) for i, name in enumerate(class_names)}

@@ -117,6 +117,24 @@ def _network(backend, dtype, bias, fuse=True):
     return model.build((2, 6, 6), backend=backend, dtype=dtype)
 
 
+def analytic_and_numerical_gradients(model, x, y):
+    """One training-mode forward and backward of ``model`` (float64) with the mean cross-entropy, and
+    the same gradients by central differences: ``(dx, numeric dx, [(key, grad, numeric grad), ...])``."""
+    model.requires_input_grad = True
+    loss = SoftmaxCrossEntropy()
+    loss.K = model.K
+
+    def total():
+        return loss(model.forward(model.K.asarray(x), training=True), y)
+
+    total()
+    dx = np.array(model.K.to_numpy(model.backward(loss.backward())))
+    grads = [(key, np.array(model.K.to_numpy(grad)), None) for key, _, grad in model.parameters()]
+    params = {key: param for key, param, _ in model.parameters()}
+    numeric_dx = numerical_grad(total, x, np.ones(()))
+    return dx, numeric_dx, [(key, grad, numerical_grad(total, params[key], np.ones(()))) for key, grad, _ in grads]
+
+
 @pytest.mark.parametrize("backend", ["numpy"] + COMPILED)
 @pytest.mark.parametrize("bias", [False, True])
 def test_network_gradients_through_the_fused_block_in_float64(backend, bias, rng):
@@ -126,25 +144,15 @@ def test_network_gradients_through_the_fused_block_in_float64(backend, bias, rng
     and the fused step computes it from the sums it already has."""
     model = _network(backend, np.float64, bias)
     assert [type(s).__name__ for s in model.plan][:2] == ["ConvBNReLU", "ConvBNReLU"]
-    model.requires_input_grad = True
-    loss = SoftmaxCrossEntropy()
-    loss.K = model.K
     x = rng.standard_normal((4, 2, 6, 6))
-    y = np.array([0, 2, 1, 2])
-
-    def total():
-        return loss(model.forward(model.K.asarray(x), training=True), y)
-
-    total()
-    dx = np.array(model.K.to_numpy(model.backward(loss.backward())))
-    assert rel_error(dx, numerical_grad(total, x, np.ones(()))) < 1e-6
-    for key, param, grad in model.parameters():
-        numeric = numerical_grad(total, param, np.ones(()))
+    dx, numeric_dx, grads = analytic_and_numerical_gradients(model, x, np.array([0, 2, 1, 2]))
+    assert rel_error(dx, numeric_dx) < 1e-6
+    for key, grad, numeric in grads:
         if key.endswith(".b") and key.startswith("conv2d"):
             np.testing.assert_allclose(grad, 0, atol=1e-9)
             np.testing.assert_allclose(numeric, 0, atol=1e-7)
             continue
-        assert rel_error(np.array(grad), numeric) < 1e-6, key
+        assert rel_error(grad, numeric) < 1e-6, key
 
 
 @pytest.mark.parametrize("backend", COMPILED)

@@ -7,12 +7,13 @@ import pytest
 
 import kernels
 from kernels import numpy_ref as R
-from scratchcnn.nn.gradcheck import numerical_grad, rel_error
+from scratchcnn.nn.gradcheck import rel_error
 from scratchcnn.nn.layers import BatchNorm2D, Conv2D, Dense, GlobalAvgPool2D, ReLU, basic_block
 from scratchcnn.nn.losses import SoftmaxCrossEntropy
 from scratchcnn.nn.model import Sequential
 from scratchcnn.nn.plan import ConvBNAddReLU
 from tests.conftest import host_backends
+from tests.test_conv_bn import analytic_and_numerical_gradients
 
 COMPILED = [b for b in host_backends() if b != "numpy" and kernels.get(b).CONV_BN]
 
@@ -78,20 +79,11 @@ def test_network_gradients_through_the_fused_block_end_in_float64(backend, rng):
     tails = [layer.tail for layer in model.layers[3:5]]
     assert all(isinstance(t, ConvBNAddReLU) for t in tails) and tails[0].projection is None
     assert tails[1].projection is not None
-    model.requires_input_grad = True
-    loss = SoftmaxCrossEntropy()
-    loss.K = model.K
-    x = rng.standard_normal((4, 2, 6, 6))
-    y = np.array([0, 2, 1, 2])
-
-    def total():
-        return loss(model.forward(model.K.asarray(x), training=True), y)
-
-    total()
-    dx = np.array(model.K.to_numpy(model.backward(loss.backward())))
-    assert rel_error(dx, numerical_grad(total, x, np.ones(()))) < 1e-6
-    for key, param, grad in model.parameters():
-        assert rel_error(np.array(model.K.to_numpy(grad)), numerical_grad(total, param, np.ones(()))) < 1e-6, key
+    dx, numeric_dx, grads = analytic_and_numerical_gradients(model, rng.standard_normal((4, 2, 6, 6)),
+                                                              np.array([0, 2, 1, 2]))
+    assert rel_error(dx, numeric_dx) < 1e-6
+    for key, grad, numeric in grads:
+        assert rel_error(grad, numeric) < 1e-6, key
 
 
 @pytest.mark.parametrize("backend", COMPILED)

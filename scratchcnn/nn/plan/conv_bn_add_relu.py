@@ -97,20 +97,6 @@ class ConvBNAddReLU(FusedStep):
         self._cache = cache
         return out
 
-    def _conv_backward(self, conv, bn, g, z, sums, mean, inv_std, x, input_grad, key):
-        """BN's and the convolution's gradients from ``g`` at BN's output and BN's two ``sums``; returns dx."""
-        K, c = self.K, conv.out_channels
-        bn.grads["beta"][...] = sums[0]
-        bn.grads["gamma"][...] = sums[1]
-        g_scale, z_scale, shift, dz_sum = K.batchnorm_backward_affine(sums, z.size // c, bn.params["gamma"],
-                                                                      mean, inv_std)
-        if conv.bias:
-            conv.grads["b"][...] = dz_sum
-        _, dx = K.conv2d_affine_backward(g, z, g_scale, z_scale, shift, x, conv.params["W"], conv.stride,
-                                         conv.padding, input_grad, dw=conv.grads["W"],
-                                         dx=self.workspace(f"{key}dx", x.shape, x.dtype) if input_grad else None)
-        return dx
-
     def backward(self, dout, shortcut_grad=True):
         """Gradients of every covered layer from ``dout`` (the block output's gradient).
 
@@ -126,13 +112,13 @@ class ConvBNAddReLU(FusedStep):
         sums = self.workspace("sums", (2, c), np.float64)
         g = self.workspace("g", z.shape, z.dtype)
         K.bn_relu_backward(dout, cache["out"], z, cache["mean"], cache["inv_std"], g=g, sums=sums)
-        dy = self._conv_backward(conv, bn, g, z, sums, cache["mean"], cache["inv_std"], cache["y"],
-                                 conv.requires_input_grad, "")
+        dy = self.conv_bn_backward(conv, bn, g, z, sums, cache["mean"], cache["inv_std"], cache["y"],
+                                   conv.requires_input_grad)
         if self.projection is None:
             return dy, (g if shortcut_grad else None)
         p_conv, p_bn = self.projection
         p_sums = K.bn_backward_sums(g, cache["p_z"], cache["p_mean"], cache["p_inv_std"],
                                     sums=self.workspace("p_sums", (2, c), np.float64))
-        dx = self._conv_backward(p_conv, p_bn, g, cache["p_z"], p_sums, cache["p_mean"], cache["p_inv_std"],
-                                 cache["x"], shortcut_grad, "p_")
+        dx = self.conv_bn_backward(p_conv, p_bn, g, cache["p_z"], p_sums, cache["p_mean"], cache["p_inv_std"],
+                                   cache["x"], shortcut_grad, "p_dx")
         return dy, dx

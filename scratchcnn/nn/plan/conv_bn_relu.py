@@ -95,14 +95,4 @@ class ConvBNReLU(FusedStep):
         else:
             K.bn_relu_pool_backward(dout, cache["argmax"], out, z, mean, inv_std, pool.kernel_size, pool.stride,
                                     g=g, sums=sums)
-        bn.grads["beta"][...] = sums[0]
-        bn.grads["gamma"][...] = sums[1]
-        g_scale, z_scale, shift, dz_sum = K.batchnorm_backward_affine(sums, z.size // c, bn.params["gamma"],
-                                                                      mean, inv_std)
-        if conv.bias:
-            conv.grads["b"][...] = dz_sum
-        _, dx = K.conv2d_affine_backward(g, z, g_scale, z_scale, shift, x, conv.params["W"], conv.stride,
-                                         conv.padding, conv.requires_input_grad, dw=conv.grads["W"],
-                                         dx=self.workspace("dx", x.shape, dtype) if conv.requires_input_grad
-                                         else None)
-        return dx
+        return self.conv_bn_backward(conv, bn, g, z, sums, mean, inv_std, x, conv.requires_input_grad)

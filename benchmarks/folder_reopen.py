@@ -61,7 +61,7 @@ else:
         splits = load_folder(folder, progress=False, log=lambda *a: None)
         loads.append(time.perf_counter() - t)
         assert splits.info["cache_reused"] and splits.info["cache"] == first.info["cache"]
-    print(json.dumps({"files": len(scan.entries), "scan_s": min(scans), "reopen_s": min(loads),
+    print(json.dumps({"files": scan.count, "scan_s": min(scans), "reopen_s": min(loads),
                       "scans": scans, "reopens": loads}))
 """
 

@@ -438,6 +438,10 @@ def test_scan_lists_files_in_order_and_names_every_problem(tmp_path):
         info = os.stat(root / e.path)
         assert (e.part, e.size, e.mtime_ns) == ("train", info.st_size, info.st_mtime_ns), e
     assert scan.entries[3].mtime_ns == 123_456_789_012 and scan.entries[0].size == 11
+    # Reopening reads each row's class from its block, without the entries: the same classes, in order.
+    blocks = scan.row_blocks()
+    assert scan.count == 9 and [scan.blocks[b].rel for b in blocks] == [e.path.rsplit("/", 1)[0] + "/"
+                                                                          for e in scan.entries]
     assert scan.problems == [
         "a/broken.png: broken symbolic link (its target does not exist); skipped",
         "a/self.png: symbolic link loop; skipped",
@@ -482,3 +486,38 @@ def test_the_scan_key_follows_every_size_and_time(tmp_path):
     os.rename(root / "b" / "1.png", root / "b" / "3.png")
     keys.append(scan_folder(root).key())
     assert len(set(keys)) == 4
+
+
+def test_the_held_out_test_split_is_drawn_once_and_kept_with_the_cache(tmp_path, monkeypatch):
+    """Without a test/ folder the stratified hold-out is sklearn's draw (fixed seed), kept in the
+    cache folder: a later run reads it back instead of drawing again, and a damaged copy is drawn anew."""
+    from sklearn.model_selection import train_test_split
+
+    from scratchcnn.data.folder import TEST_SPLIT_SEED
+    from scratchcnn.data.folder import loader
+
+    root = tmp_path / "photos"
+    for c, name in enumerate(["a", "b", "c"]):
+        for i in range(10):
+            _save(root / name / f"{i:02d}.png", np.full((6, 6), 20 + 90 * c + i, np.uint8))
+    first = load_folder(root, val_fraction=0.0, test_fraction=0.3, progress=False, log=lambda line: None)
+    y = np.tile([0, 1, 2], 10)  # rows by file name, then class: 00 of a, b, c, then 01, ...
+    _, held = train_test_split(np.arange(30), test_size=9, stratify=y, random_state=TEST_SPLIT_SEED)
+    np.testing.assert_array_equal(first.y_test, y[np.sort(held)])
+    memos = list((tmp_path / "cache").rglob("test-split-*.u8"))
+    assert len(memos) == 1 and str(memos[0].parent) == first.info["cache"]
+
+    def no_draw(*args, **kwargs):
+        raise AssertionError("the split was drawn again")
+
+    monkeypatch.setattr(loader, "train_test_split", no_draw)
+    again = load_folder(root, val_fraction=0.0, test_fraction=0.3, progress=False, log=lambda line: None)
+    np.testing.assert_array_equal(again.y_test, first.y_test)
+    np.testing.assert_array_equal(again.x_test.materialize(), first.x_test.materialize())
+
+    monkeypatch.undo()
+    for damage in (b"\x07" * 30, b"\x01" * 29):  # not a mask; a mask of another length
+        memos[0].write_bytes(damage)
+        redrawn = load_folder(root, val_fraction=0.0, test_fraction=0.3, progress=False, log=lambda line: None)
+        np.testing.assert_array_equal(redrawn.y_test, first.y_test)
+        np.testing.assert_array_equal(redrawn.x_test.materialize(), first.x_test.materialize())

@@ -32,6 +32,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
+from itertools import compress
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +45,8 @@ from scratchcnn.data.streaming import open_uint8
 from scratchcnn.errors import DataError, OutputError
 
 __all__ = ["FolderCache", "Headers", "open_cache", "read_headers", "choose_options", "folder_cache_root",
-           "decode_entry", "write_text_atomic", "CACHE_VERSION", "MAX_DEFAULT_SIDE", "PIXELS_FILE", "INDEX_FILE",
-           "ROWS_FILE"]
+           "decode_entry", "write_text_atomic", "write_bytes_atomic", "CACHE_VERSION", "MAX_DEFAULT_SIDE",
+           "PIXELS_FILE", "INDEX_FILE", "ROWS_FILE"]
 
 CACHE_VERSION = 1  # bump when decoding changes: older caches are then never read
 MAX_DEFAULT_SIDE = 64  # the default image size is at most this many pixels per side
@@ -56,16 +57,29 @@ _IDENTITY = {"mean": 0.0, "std": 1.0}  # preprocess_image's standardisation, swi
 
 @dataclass
 class FolderCache:
-    """An opened cache: ``pixels`` uint8 (N, C, H, W) mapped from ``path``, and per row the scan's
-    ``Entry`` (``rows``; its file, part and class folder also as lists: ``files``, ``parts``,
-    ``labels``); ``problems`` holds one line per file left out when decoding."""
+    """An opened cache: ``pixels`` uint8 (N, C, H, W) mapped from ``path``; its rows are the
+    ``scan``'s images in order, less those ``keep`` (bool (scan.count,), or None for all) leaves
+    out; per row, the scan's block (``row_blocks``, int64 (N,)) or ``Entry`` (``rows``, made on
+    first use; its file, part and class folder also as lists: ``files``, ``parts``, ``labels``);
+    ``problems`` holds one line per file left out when decoding."""
 
     path: Path
     pixels: np.ndarray
     mapped: object
-    rows: list
+    scan: object
+    keep: np.ndarray | None
     problems: list
     reused: bool
+
+    @property
+    def row_blocks(self) -> np.ndarray:
+        blocks = self.scan.row_blocks()
+        return blocks if self.keep is None else blocks[self.keep]
+
+    @property
+    def rows(self) -> list:
+        entries = self.scan.entries
+        return entries if self.keep is None else list(compress(entries, self.keep))
 
     @property
     def files(self) -> list:
@@ -93,7 +107,12 @@ class Headers:
 
 
 def write_text_atomic(path, text: str) -> Path:
-    """Write UTF-8 ``text`` to ``path`` through a temporary file in the same folder renamed over it
+    """Write UTF-8 ``text`` to ``path`` atomically (``write_bytes_atomic``; errors: the same)."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder renamed over it
     (POSIX rename is atomic), so a reader never sees half a file.
 
     The cache's own writer: the data package sits below ``scratchcnn.files`` (whose
@@ -109,8 +128,8 @@ def write_text_atomic(path, text: str) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
         tmp = None
     except OSError as exc:
@@ -136,7 +155,7 @@ def read_headers(scan, progress: bool = True) -> Headers:
     in ``Headers.problems``.
     """
     store = folder_cache_root(scan.root) / f"headers-{scan.key()}.json"
-    n = len(scan.entries)
+    n = scan.count
     try:
         stored = json.loads(store.read_text())
         headers = Headers(np.array(stored["width"], np.int64), np.array(stored["height"], np.int64),
@@ -230,12 +249,13 @@ def _open(path: Path, scan) -> FolderCache:
     try:
         index = json.loads((path / INDEX_FILE).read_text())
         skipped = set(index["skipped"])
-        rows = [entry for entry in scan.entries if entry.path not in skipped] if skipped else scan.entries
-        if len(rows) != index["shape"][0]:
-            raise ValueError(f"it holds {index['shape'][0]} images, the folder {len(rows)} once the skipped files "
+        keep = np.fromiter((entry.path not in skipped for entry in scan.entries), bool, scan.count) if skipped else None
+        rows = scan.count if keep is None else int(keep.sum())
+        if rows != index["shape"][0]:
+            raise ValueError(f"it holds {index['shape'][0]} images, the folder {rows} once the skipped files "
                              "are left out")
         pixels, mapped = open_uint8(path / PIXELS_FILE, tuple(index["shape"]))
-        return FolderCache(path, pixels, mapped, rows, list(index["problems"]), True)
+        return FolderCache(path, pixels, mapped, scan, keep, list(index["problems"]), True)
     except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
         raise DataError(f"{path}: the image cache cannot be read ({exc}); delete that folder and run again") from None
 

@@ -3,20 +3,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from operator import attrgetter
+from pathlib import Path
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
 from scratchcnn.data.datasets import DataSplits, validation_split
-from scratchcnn.data.folder.cache import choose_options, open_cache, read_headers, write_text_atomic
+from scratchcnn.data.folder.cache import choose_options, open_cache, read_headers, write_bytes_atomic, write_text_atomic
 from scratchcnn.data.folder.scan import scan_folder
 from scratchcnn.data.streaming import NormalizedRows, channel_histograms, histogram_statistics
 from scratchcnn.errors import ConfigError, DataError, OutputError
 
 __all__ = ["load_folder", "TEST_SPLIT_SEED", "DEFAULT_TEST_FRACTION"]
 
-_PART, _LABEL = attrgetter("part"), attrgetter("label")
 
 # The held-out test split is fixed (not seeded), as digits' is: every run and every
 # evaluation of the folder reports on the same images.
@@ -63,7 +62,7 @@ def load_folder(root, val_fraction: float = 0.1, train_limit=None, seed: int = 0
     if not 0.0 < test_fraction < 1.0:
         raise ConfigError(f"--test-fraction must be in (0, 1), got {test_fraction}")
     scan = scan_folder(root, strict=strict)
-    if not scan.entries:
+    if not scan.count:
         raise DataError(f"--data-dir {scan.root}: no images found (expected one sub-folder of images per class, "
                         "or train/ and test/ folders holding them)")
     problems = list(scan.problems)
@@ -71,20 +70,21 @@ def load_folder(root, val_fraction: float = 0.1, train_limit=None, seed: int = 0
         headers = read_headers(scan, progress)
         image_size, channels = choose_options(headers, image_size, channels, log)
         if image_size is None:  # not one header could be read
-            raise DataError(f"--data-dir {scan.root}: none of its {len(scan.entries)} image files can be read "
+            raise DataError(f"--data-dir {scan.root}: none of its {scan.count} image files can be read "
                             f"({next(iter(headers.problems.values()))})")
     cache = open_cache(scan, tuple(image_size), int(channels), strict, progress, log)
     problems += cache.problems
-    # Per row: whether it is a test image, and its class folder as a number (one pass of C-level
-    # calls over the rows; a folder of 200,000 images is reopened at every run).
-    n = len(cache.rows)
-    is_test = np.fromiter(map("test".__eq__, map(_PART, cache.rows)), bool, n)
-    folder_names = sorted(set(map(_LABEL, cache.rows)))
+    # Per row: whether it is a test image, and its class folder as a number, from the row's block
+    # (no Python object per row: a folder of 200,000 images is reopened at every run).
+    rows = cache.row_blocks
+    present = np.flatnonzero(np.bincount(rows, minlength=len(scan.blocks)))
+    folder_names = sorted({scan.blocks[i].label for i in present})
     code = {name: i for i, name in enumerate(folder_names)}
-    folders = np.fromiter(map(code.__getitem__, map(_LABEL, cache.rows)), np.int64, n)
+    is_test = np.array([block.part == "test" for block in scan.blocks], bool)[rows]
+    folders = np.array([code.get(block.label, -1) for block in scan.blocks], np.int64)[rows]
     class_names = [folder_names[i] for i in np.unique(folders[~is_test])]
     if not class_names:
-        raise DataError(f"--data-dir {scan.root}: none of its {len(scan.entries)} image files can be read")
+        raise DataError(f"--data-dir {scan.root}: none of its {scan.count} image files can be read")
     lost = sorted(set(folder_names[i] for i in np.unique(folders[is_test])) - set(class_names))
     for name in lost:
         problems.append(f"test/{name}/: class has no training images; its test images are skipped")
@@ -101,7 +101,7 @@ def load_folder(root, val_fraction: float = 0.1, train_limit=None, seed: int = 0
         log(f"skipped {skipped} file(s) or folder(s) that cannot be used (listed above)")
     if scan.ignored:
         log(f"ignored {len(scan.ignored)} file(s) whose extension is not an image's (e.g. {scan.ignored[0]})")
-    train_rows, test_rows = _train_test_rows(is_test, labels, scan.has_test, test_fraction)
+    train_rows, test_rows = _train_test_rows(is_test, labels, scan.has_test, test_fraction, cache.path)
     if train_limit is not None:
         train_rows = train_rows[:train_limit]
     keep, held = validation_split(labels[train_rows], val_fraction, seed)
@@ -125,8 +125,12 @@ def load_folder(root, val_fraction: float = 0.1, train_limit=None, seed: int = 0
                       labels[test_rows], class_names, mean, std, "folder", {"folder": str(scan.root)}, info)
 
 
-def _train_test_rows(is_test, labels, has_test: bool, test_fraction: float):
-    """Cache rows of the training and test splits, each in file order (``is_test``: bool per row)."""
+def _train_test_rows(is_test, labels, has_test: bool, test_fraction: float, memo_folder=None):
+    """Cache rows of the training and test splits, each in file order (``is_test``: bool per row).
+
+    The stratified hold-out is kept in ``memo_folder`` (the cache's) per labels and fraction, as
+    the statistics are: a folder of 200,000 images would otherwise redraw it at every run.
+    """
     usable = labels >= 0
     train_rows = np.flatnonzero(~is_test & usable)
     if has_test:
@@ -138,11 +142,27 @@ def _train_test_rows(is_test, labels, has_test: bool, test_fraction: float):
         raise ConfigError(f"--test-fraction {test_fraction} of {len(y)} images holds out {n_test} for testing, "
                           f"leaving {len(y) - n_test} for training ({n_classes} classes); add images or a test/ "
                           "folder, or change --test-fraction")
+    memo = None
+    if memo_folder is not None:
+        digest = hashlib.sha256(f"{n_test} {TEST_SPLIT_SEED}\0".encode() + np.ascontiguousarray(y, np.int64).tobytes())
+        memo = Path(memo_folder) / f"test-split-{digest.hexdigest()[:32]}.u8"  # one byte per image: held out
+        try:
+            held = np.frombuffer(memo.read_bytes(), np.uint8)
+            if held.shape == y.shape and held.max(initial=0) <= 1:
+                return train_rows[held == 0], train_rows[held == 1]
+        except OSError:
+            pass
     counts = np.bincount(y)
     stratify = y if counts[counts > 0].min() >= 2 and min(n_test, len(y) - n_test) >= n_classes else None
-    keep, held = train_test_split(np.arange(len(y)), test_size=n_test, stratify=stratify,
-                                  random_state=TEST_SPLIT_SEED)
-    return train_rows[np.sort(keep)], train_rows[np.sort(held)]
+    _, test = train_test_split(np.arange(len(y)), test_size=n_test, stratify=stratify, random_state=TEST_SPLIT_SEED)
+    held = np.zeros(len(y), bool)
+    held[test] = True
+    if memo is not None:
+        try:
+            write_bytes_atomic(memo, held.tobytes())
+        except OutputError:  # a read-only cache folder only costs the drawing next time
+            pass
+    return train_rows[~held], train_rows[held]
 
 
 def _statistics(cache, rows):

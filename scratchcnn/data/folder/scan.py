@@ -27,9 +27,8 @@ import os
 from bisect import bisect_left
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
-from itertools import compress, repeat
-from operator import attrgetter, itemgetter, methodcaller, or_
+from itertools import compress
+from operator import attrgetter, methodcaller, or_
 from pathlib import Path
 from typing import NamedTuple
 
@@ -38,11 +37,11 @@ from PIL import Image
 
 from scratchcnn.errors import DataError
 
-__all__ = ["Entry", "Scan", "scan_folder", "image_extensions", "PARTS"]
+__all__ = ["Entry", "Block", "Scan", "scan_folder", "image_extensions", "PARTS"]
 
 PARTS = ("train", "test")
 # The key's first bytes; change them with the key's layout, so that older caches are never read.
-_KEY_FORMAT = b"scratchcnn folder listing 2\0"
+_KEY_FORMAT = b"scratchcnn folder listing 3\0"
 
 
 def image_extensions() -> frozenset:
@@ -62,33 +61,102 @@ class Entry(NamedTuple):
     mtime_ns: int
 
 
+class Block(NamedTuple):
+    """The image files directly inside one folder, as listed: the folder's path from the root
+    (``rel``, with a trailing ``/``) and from its class folder (``inner``, ``""`` for the class
+    folder itself), its part and class, and per file (sorted by name) its name, size (bytes,
+    int64 (n,)) and modification time (ns, int64 (n,))."""
+
+    rel: str
+    inner: str
+    part: str
+    label: str
+    names: list
+    sizes: np.ndarray
+    mtimes: np.ndarray
+
+
 @dataclass
 class Scan:
     """What ``scan_folder`` found: the root (absolute), whether it has a ``test/`` folder, the
-    image entries in order, one line per problem, and the files ignored for their extension."""
+    image files folder by folder (``blocks``), one line per problem, and the files ignored for
+    their extension.
+
+    The images in order (``entries``, one ``Entry`` each) are made on first use: reopening a
+    cache needs only the ``key`` and, per image, its block (``row_blocks``), which a folder of
+    200,000 images gives without 200,000 Python objects.
+    """
 
     root: Path
     has_test: bool
-    entries: list = field(default_factory=list)
+    blocks: list = field(default_factory=list)
     problems: list = field(default_factory=list)
     ignored: list = field(default_factory=list)
     _key: str | None = field(default=None, init=False, repr=False, compare=False)
+    _rows: tuple | None = field(default=None, init=False, repr=False, compare=False)
+    _entries: list | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def count(self) -> int:
+        """The number of image files found."""
+        return sum(len(block.names) for block in self.blocks)
+
+    def row_blocks(self) -> np.ndarray:
+        """Per image in order, the index of its block in ``blocks`` (int64 (count,))."""
+        return self._arrangement()[0]
+
+    @property
+    def entries(self) -> list:
+        """The images in order (module docstring), one ``Entry`` each; made once per scan."""
+        if self._entries is None:
+            block_of, index = (a.tolist() for a in self._arrangement())
+            sizes = [block.sizes.tolist() for block in self.blocks]
+            mtimes = [block.mtimes.tolist() for block in self.blocks]
+            blocks = self.blocks
+            with _paused_gc():
+                self._entries = [Entry(blocks[b].rel + blocks[b].names[i], blocks[b].part, blocks[b].label,
+                                       sizes[b][i], mtimes[b][i]) for b, i in zip(block_of, index)]
+        return self._entries
+
+    def _arrangement(self) -> tuple:
+        """(block, index in the block) of each image in order: per part, a stable sort by the path
+        inside the class folder of the images listed block after block (classes in name order)."""
+        if self._rows is None:
+            blocks_of, indices = [], []
+            for part in PARTS:
+                keys, lengths, ids = [], [], []
+                for i, block in enumerate(self.blocks):
+                    if block.part == part:
+                        keys += map(block.inner.__add__, block.names) if block.inner else block.names
+                        lengths.append(len(block.names))
+                        ids.append(i)
+                if not keys:
+                    continue
+                order = np.array(sorted(range(len(keys)), key=keys.__getitem__), np.int64)
+                blocks_of.append(np.repeat(np.array(ids, np.int64), lengths)[order])
+                indices.append(np.concatenate([np.arange(n, dtype=np.int64) for n in lengths])[order])
+            empty = np.zeros(0, np.int64)
+            self._rows = (np.concatenate(blocks_of) if blocks_of else empty,
+                          np.concatenate(indices) if indices else empty)
+        return self._rows
 
     def key(self) -> str:
-        """A SHA-256 (64 hex digits) of the root and of every entry (path, part, class, size, mtime):
-        any file added, removed, renamed or changed gives another key. Computed once per scan.
+        """A SHA-256 (64 hex digits) of the root and of every image file (folder, name, part,
+        class, size, mtime): any file added, removed, renamed or changed gives another key.
+        Computed once per scan, block by block (the images' order follows from the listing).
 
-        The fields are hashed as NUL-separated text (no path holds a NUL) and the numbers as
-        int64 bytes, after the number of entries, so two listings never hash the same text.
+        Each block is hashed as NUL-separated text (no name holds a NUL or a ``/``) with its
+        number of files first, and its sizes and times as int64 bytes, so two listings never
+        hash the same text.
         """
         if self._key is None:
-            head = f"{self.root}\0{len(self.entries)}\0"
+            head = f"{self.root}\0{len(self.blocks)}\0"
             digest = hashlib.sha256(_KEY_FORMAT + head.encode("utf-8", "surrogateescape"))
-            if self.entries:
-                for field_of in itemgetter(0), itemgetter(1), itemgetter(2):  # path, part, class
-                    digest.update("\0".join(map(field_of, self.entries)).encode("utf-8", "surrogateescape") + b"\0")
-                for field_of in itemgetter(3), itemgetter(4):  # size, mtime
-                    digest.update(np.fromiter(map(field_of, self.entries), np.int64, len(self.entries)).tobytes())
+            for block in self.blocks:
+                head = f"{block.rel}\0{block.part}\0{block.label}\0{len(block.names)}\0"
+                digest.update((head + "\0".join(block.names) + "\0").encode("utf-8", "surrogateescape"))
+                digest.update(block.sizes.tobytes())
+                digest.update(block.mtimes.tobytes())
             self._key = digest.hexdigest()
         return self._key
 
@@ -145,27 +213,15 @@ def scan_folder(root, strict: bool = False) -> Scan:
             if part == "test" and not scan.has_test:
                 continue
             rel = f"{part}/" if split else ""
-            found = _Found([], [])
             for child in walker.children(os.path.join(top, rel), rel):
                 if child.is_dir():
-                    before = len(found.entries)
-                    walker.walk(child, f"{rel}{child.name}/", "", part, child.name, found)
-                    if len(found.entries) == before:
+                    before = len(scan.blocks)
+                    walker.walk(child, f"{rel}{child.name}/", "", part, child.name)
+                    if len(scan.blocks) == before:
                         walker.problem(f"{rel}{child.name}/: class folder holds no images; skipped")
                 else:
                     walker.problem(f"{rel}{child.name}: not inside a class folder; skipped")
-            # By path inside the class folder, then class: the classes were walked in name order and
-            # the sort is stable, so comparing the paths alone is enough.
-            order = sorted(range(len(found.inner)), key=found.inner.__getitem__)
-            scan.entries += map(found.entries.__getitem__, order)
     return scan
-
-
-class _Found(NamedTuple):
-    """The images of one part as walked: each one's path inside its class folder, and its Entry."""
-
-    inner: list
-    entries: list
 
 
 class _Walker:
@@ -177,6 +233,7 @@ class _Walker:
 
     def __init__(self, scan: Scan, strict: bool, extensions: frozenset):
         self.scan, self.strict, self.extensions = scan, strict, extensions
+        self.ends_as_image = methodcaller("endswith", tuple(extensions))
         self.seen: set = set()
 
     def problem(self, line: str) -> None:
@@ -184,8 +241,9 @@ class _Walker:
             raise DataError(f"{line.replace('; skipped', '')} (--strict)")
         self.scan.problems.append(line)
 
-    def walk(self, folder: os.DirEntry, rel: str, inner: str, part: str, label: str, found: _Found) -> None:
-        """Add each image under ``folder`` (a listed child, stat-ed by ``children``) to ``found``."""
+    def walk(self, folder: os.DirEntry, rel: str, inner: str, part: str, label: str) -> None:
+        """Add a block for the images directly inside ``folder`` (a listed child, stat-ed by
+        ``children``), if it holds any, and walk its sub-folders."""
         info = folder.stat()  # cached by ``children``, which stat-ed this folder (following a link)
         if (info.st_dev, info.st_ino) in self.seen:
             self.problem(f"{rel}: links back to a folder already read (a symlink loop); skipped")
@@ -194,35 +252,39 @@ class _Walker:
         children = self.children(folder.path, rel)
         if not any(map(_IS_DIR, children)):  # a folder of files only, the usual case: all at once
             try:
-                self._files(children, rel, inner, part, label, found)
+                self._files(children, rel, inner, part, label)
                 return
             except OSError:  # a file that cannot be stat-ed: the loop below names it
                 pass
         extensions, ignored = self.extensions, self.scan.ignored
+        names, stats = [], []
         for child in children:
             name = child.name
             if child.is_dir():
-                self.walk(child, f"{rel}{name}/", f"{inner}{name}/", part, label, found)
+                self.walk(child, f"{rel}{name}/", f"{inner}{name}/", part, label)
                 continue
             dot = name.rfind(".")
             if dot <= 0 or name[dot:].lower() not in extensions:
                 ignored.append(rel + name)
                 continue
             try:
-                stat = child.stat()  # the one stat of a plain file; a link's was made (and kept) by ``children``
+                stats.append(child.stat())  # the one stat of a plain file; a link's was made (and kept) by ``children``
             except OSError as exc:
                 self.problem(f"{rel}{name}: {_why(exc)}; skipped")
                 continue
-            found.inner.append(inner + name)
-            found.entries.append(Entry(rel + name, part, label, stat.st_size, stat.st_mtime_ns))
+            names.append(name)
+        self._add(rel, inner, part, label, names, stats)
 
-    def _files(self, children: list, rel: str, inner: str, part: str, label: str, found: _Found) -> None:
+    def _files(self, children: list, rel: str, inner: str, part: str, label: str) -> None:
         """``walk``'s loop for a folder without sub-folders, as a few passes of C-level calls.
 
         Raises OSError, having changed nothing, if a file cannot be stat-ed.
         """
         names = list(map(_NAME, children))
-        wanted = [name[name.rfind("."):].lower() in self.extensions for name in names]
+        # A C-level pass for names ending in a lower-case extension, the usual case; the rest one by one.
+        wanted = list(map(self.ends_as_image, names))
+        if not all(wanted):
+            wanted = [keep or name[name.rfind("."):].lower() in self.extensions for keep, name in zip(wanted, names)]
         if not all(wanted):
             children, images = list(compress(children, wanted)), list(compress(names, wanted))
         else:
@@ -230,9 +292,13 @@ class _Walker:
         stats = list(map(_STAT, children))
         if images is not names:
             self.scan.ignored.extend(rel + name for name, keep in zip(names, wanted) if not keep)
-        found.inner.extend(map(inner.__add__, images))
-        found.entries.extend(map(_ENTRY, zip(map(rel.__add__, images), repeat(part), repeat(label), map(_SIZE, stats),
-                                             map(_MTIME, stats))))
+        self._add(rel, inner, part, label, images, stats)
+
+    def _add(self, rel: str, inner: str, part: str, label: str, names: list, stats: list) -> None:
+        if names:
+            n = len(names)
+            self.scan.blocks.append(Block(rel, inner, part, label, names, np.fromiter(map(_SIZE, stats), np.int64, n),
+                                          np.fromiter(map(_MTIME, stats), np.int64, n)))
 
     def children(self, path: str, rel: str) -> list:
         """The visible entries of the folder ``path`` (``rel`` from the root), sorted by name; a link
@@ -263,7 +329,6 @@ class _Walker:
 _NAME, _STAT, _SIZE, _MTIME = attrgetter("name"), methodcaller("stat"), attrgetter("st_size"), attrgetter("st_mtime_ns")
 _IS_DIR = methodcaller("is_dir")  # follows a link (its stat is kept by the DirEntry)
 _IS_LINK, _IS_FOLDER_HERE = methodcaller("is_symlink"), methodcaller("is_dir", follow_symlinks=False)
-_ENTRY = partial(tuple.__new__, Entry)  # an Entry from a tuple of its fields, without a Python-level call
 
 
 def _why(exc: OSError) -> str:

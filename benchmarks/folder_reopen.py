@@ -61,7 +61,8 @@ else:
         splits = load_folder(folder, progress=False, log=lambda *a: None)
         loads.append(time.perf_counter() - t)
         assert splits.info["cache_reused"] and splits.info["cache"] == first.info["cache"]
-    print(json.dumps({"files": scan.count, "scan_s": min(scans), "reopen_s": min(loads),
+    files = scan.count if hasattr(scan, "count") else len(scan.entries)  # older trees: no Scan.count
+    print(json.dumps({"files": files, "scan_s": min(scans), "reopen_s": min(loads),
                       "scans": scans, "reopens": loads}))
 """
 

@@ -8,7 +8,10 @@ Layout: ``cache_dir()/folders/<hash of the root path>/``
   ``index.json``: the shape, one line per file that could not be used and those files'
   paths (the rows are the scan's entries without them, in order, so a later run needs
   no per-row record to reopen the cache); ``rows.json``: each row's file, size, mtime,
-  part and class, read only when the folder changed (to copy the unchanged rows).
+  part and class, read only when the folder changed (to copy the unchanged rows);
+  ``stats-<rows hash>.json`` and ``test-split-<labels hash>.u8``: the training split's
+  pixel histograms and the held-out test split (``loader``), kept so that a reopen
+  computes neither again.
 
 The scan key covers every file's path, size and modification time
 (``Scan.key``), the options key the image size, channels and preprocessing, so a

@@ -42,7 +42,8 @@ from kernels.numba_cpu.unfold import fold_plane, fold_shifted, pad_image, unfold
 __all__ = ["conv2d_affine_forward", "conv2d_affine_backward", "CHUNKS", "GROUP_COLUMNS"]
 
 CHUNKS = 8  # runs of images with their own weight-gradient partial sum (fixed: thread-count independent)
-# GEMM columns a group of strided images aims for (benchmarks/README.md, "Figures behind the code's choices").
+# GEMM columns a group of strided images aims for (benchmarks/README.md, "Residual networks: strided
+# convolutions in groups of images").
 GROUP_COLUMNS = 384
 
 _local = threading.local()

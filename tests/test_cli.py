@@ -378,3 +378,14 @@ def test_predict_errors_are_one_line(fashion_model, tmp_path, capsys):
         predict.main(["--model", str(run_dir)])
     assert exit_info.value.code == 2
     assert "the following arguments are required: IMAGE" in one_error_line(capsys.readouterr().err, prog)
+
+
+def test_epoch_lines_show_validation_columns_only_with_a_validation_split(tmp_path, capsys):
+    """Keras prints val_loss / val_accuracy only when there is a validation set; so does the epoch line."""
+    for fraction, shown in (("0.1", True), ("0", False)):
+        out = tmp_path / f"run-{fraction}"
+        assert train.main(["--dataset", "digits", "--epochs", "1", "--val-fraction", fraction, "--backend", "numpy",
+                           "--no-progress", "--out", str(out)]) == 0
+        lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch 1/1")]
+        assert len(lines) == 1 and ("val_loss" in lines[0]) is shown and "nan" not in lines[0], lines
+        assert re.search(r"loss \d\.\d{4}  acc \d\.\d{4}  (val_loss \d\.\d{4}  val_acc \d\.\d{4}  )?lr ", lines[0])

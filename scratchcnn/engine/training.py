@@ -308,9 +308,10 @@ class Trainer:
                 self.best_weights = {k: np.array(v) for k, v in self.model.named_arrays().items()}
         elif not math.isnan(val_loss):
             st.wait += 1
+        # Without a validation split the line leaves the validation columns out, as Keras does.
+        validation = f"val_loss {val_loss:.4f}  val_acc {val_acc:.4f}  " if validation_data is not None else ""
         self.log(f"epoch {row['epoch']}/{epochs}  loss {row['loss']:.4f}  acc {row['accuracy']:.4f}  "
-                 f"val_loss {val_loss:.4f}  val_acc {val_acc:.4f}  lr {row['lr']:.2e}  "
-                 f"{seconds:.1f} s  {row['images_per_second']:.0f} img/s")
+                 f"{validation}lr {row['lr']:.2e}  {seconds:.1f} s  {row['images_per_second']:.0f} img/s")
         if self.early_stopping and st.wait >= self.early_stopping:
             st.stopped_early = True
             if self.best_weights is not None:

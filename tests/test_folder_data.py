@@ -516,7 +516,7 @@ def test_the_held_out_test_split_is_drawn_once_and_kept_with_the_cache(tmp_path,
     np.testing.assert_array_equal(again.x_test.materialize(), first.x_test.materialize())
 
     monkeypatch.undo()
-    for damage in (b"\x07" * 30, b"\x01" * 29):  # not a mask; a mask of another length
+    for damage in (b"\x07" * 30, b"\x01" * 29, b"\x00" * 30):  # not a mask; another length; not 9 held out
         memos[0].write_bytes(damage)
         redrawn = load_folder(root, val_fraction=0.0, test_fraction=0.3, progress=False, log=lambda line: None)
         np.testing.assert_array_equal(redrawn.y_test, first.y_test)

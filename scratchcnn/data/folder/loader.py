@@ -148,7 +148,7 @@ def _train_test_rows(is_test, labels, has_test: bool, test_fraction: float, memo
         memo = Path(memo_folder) / f"test-split-{digest.hexdigest()[:32]}.u8"  # one byte per image: held out
         try:
             held = np.frombuffer(memo.read_bytes(), np.uint8)
-            if held.shape == y.shape and held.max(initial=0) <= 1:
+            if held.shape == y.shape and held.max(initial=0) <= 1 and int(held.sum()) == n_test:
                 return train_rows[held == 0], train_rows[held == 1]
         except OSError:
             pass
